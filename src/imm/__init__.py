@@ -1,0 +1,3 @@
+"""IMM, the Inference Model Manager."""
+
+__version__ = "0.1.0"

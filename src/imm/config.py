@@ -1,0 +1,126 @@
+"""Platform settings, in one place.
+
+Every setting has an ``IMM_*`` environment variable (the names are a stable contract, see
+the design page) and may also come from a TOML file named by ``IMM_SETTINGS_FILE``.
+Environment variables win over the file, the file wins over the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _split_host_port(value: str, what: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{what} must look like HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+class Settings(BaseSettings):
+    """What an operator may set; read once per process."""
+
+    model_config = SettingsConfigDict(env_prefix="IMM_", extra="ignore")
+
+    data_dir: Path = Path("./.imm-data")
+    api_listen: str = "127.0.0.1:8000"
+    ingress_listen: str = "127.0.0.1:8443"
+    domain: str = "imm.localhost"
+    database_url: str | None = None
+    admin_password: str | None = None
+    oidc_issuer: str | None = None
+    oidc_client_id: str = "imm-cli"
+    oidc_groups_claim: str = "groups"
+    oidc_token_ttl: int = Field(default=3600, ge=60, le=86400)
+    admin_group: str = "admin"
+    public_url: str | None = None
+    max_json_body: int = Field(default=1024 * 1024, ge=1024)
+
+    store: Literal["fs", "s3"] = "fs"
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_region: str = "us-east-1"
+    s3_bucket_prefix: str = "imm-"
+    upload_expiry_hours: float = Field(default=24.0, gt=0)
+
+    runtime: Literal["local", "kubernetes"] = "local"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        settings_file = os.environ.get("IMM_SETTINGS_FILE")
+        if settings_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=settings_file))
+        return tuple(sources)
+
+    @field_validator("api_listen", "ingress_listen")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        _split_host_port(value, "a listen address")
+        return value
+
+    @field_validator("domain")
+    @classmethod
+    def _lowercase_domain(cls, value: str) -> str:
+        return value.strip().lower().rstrip(".")
+
+    @cached_property
+    def api_host_port(self) -> tuple[str, int]:
+        return _split_host_port(self.api_listen, "IMM_API_LISTEN")
+
+    @cached_property
+    def ingress_host_port(self) -> tuple[str, int]:
+        return _split_host_port(self.ingress_listen, "IMM_INGRESS_LISTEN")
+
+    @property
+    def api_url(self) -> str:
+        """The URL clients use for the API; also the base of the built-in issuer."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host, port = self.api_host_port
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
+
+    @property
+    def builtin_issuer_enabled(self) -> bool:
+        return not self.oidc_issuer
+
+    @property
+    def issuer_url(self) -> str:
+        return (self.oidc_issuer or f"{self.api_url}/oidc").rstrip("/")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'imm.db'}"
+
+    @property
+    def issuer_dir(self) -> Path:
+        return self.data_dir / "oidc"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "store"
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,42 @@
+"""Names of tenants, models and endpoints, and model versions.
+
+They end up in bucket names, file paths, host names and Kubernetes object names, so they
+follow the DNS-label rule (RFC 1123) with a minimum length of 3.
+"""
+
+from __future__ import annotations
+
+import re
+
+from imm.domain.errors import InvalidInput
+
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NAME_MIN, NAME_MAX = 3, 63
+VERSION_MAX = 2**63 - 1
+
+
+def check_name(value: object, what: str = "name") -> str:
+    """Return ``value`` if it is a valid resource name, else raise InvalidInput saying why."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a string")
+    if not NAME_MIN <= len(value) <= NAME_MAX:
+        raise InvalidInput(
+            f"{what} must be {NAME_MIN} to {NAME_MAX} characters long, got {len(value)}"
+        )
+    if not NAME_RE.match(value):
+        raise InvalidInput(
+            f"{what} {value!r} must consist of lower-case letters, digits and '-', "
+            "and start and end with a letter or digit"
+        )
+    return value
+
+
+def check_version(value: object, what: str = "model version") -> int:
+    """Versions are positive integers, as TensorFlow Serving's version folders are."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{what} must be a positive integer")
+    if isinstance(value, str) and value.isdigit() and value.isascii():
+        value = int(value)
+    if not isinstance(value, int) or not 1 <= value <= VERSION_MAX:
+        raise InvalidInput(f"{what} must be a positive integer, got {value!r}")
+    return value

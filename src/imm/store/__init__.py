@@ -1,0 +1,1 @@
+"""Model store: one interface, filesystem and S3 backends."""
