@@ -1,0 +1,176 @@
+"""``python -m imm.serving``: serve one model version over TensorFlow Serving's gRPC API.
+
+Flags are named like TF Serving's (``--model_name`` spellings are accepted too), so the
+command line of an existing deployment carries over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from imm.serving import logs
+from imm.serving.backends import RuntimeOptions, load
+from imm.serving.errors import ModelError
+from imm.serving.fetch import fetch
+from imm.serving.handlers import Handlers
+from imm.serving.metrics import Metrics
+from imm.serving.model import ModelState, Servable, State
+from imm.serving.server import ModelServer, ServerOptions
+
+log = logging.getLogger("imm.serving")
+
+
+def _flag(parser: argparse.ArgumentParser, name: str, *more: str, **kwargs: object) -> None:
+    """Accept ``--model-name`` and TF Serving's ``--model_name`` alike."""
+    names = [f"--{name}", f"--{name.replace('-', '_')}", *more]
+    parser.add_argument(*dict.fromkeys(names), **kwargs)  # type: ignore[arg-type]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    cpus = os.cpu_count() or 1
+    p = argparse.ArgumentParser(prog="python -m imm.serving", description=__doc__)
+    _flag(p, "model-name", required=True, help="name clients put in ModelSpec.name")
+    _flag(p, "model-base-path", required=True, help="folder or s3://bucket/prefix of versions")
+    _flag(p, "model-version", type=int, help="version to serve (default: highest complete)")
+    _flag(p, "port", type=int, default=8500, help="gRPC port (0: pick a free one)")
+    _flag(p, "host", default="0.0.0.0", help="gRPC listen address")
+    _flag(
+        p,
+        "cache-dir",
+        type=Path,
+        default=Path(os.environ.get("IMM_SERVING_CACHE_DIR", "~/.cache/imm/serving")),
+        help="where model versions are copied before loading",
+    )
+    _flag(p, "metrics-port", type=int, help="Prometheus /metrics HTTP port (default: off)")
+    _flag(p, "metrics-host", help="metrics listen address (default: --host)")
+    _flag(
+        p,
+        "grpc-max-threads",
+        "--workers",
+        type=int,
+        default=min(32, 4 * cpus),
+        help="threads handling calls concurrently (TF Serving's default: 4 per CPU)",
+    )
+    _flag(
+        p,
+        "tensorflow-intra-op-parallelism",
+        "--intra-op-threads",
+        type=int,
+        default=0,
+        help="threads one inference may use (onnxruntime and TensorFlow; 0: runtime decides)",
+    )
+    _flag(
+        p,
+        "tensorflow-inter-op-parallelism",
+        "--inter-op-threads",
+        type=int,
+        default=0,
+        help="threads running independent graph nodes in parallel (0: runtime decides)",
+    )
+    _flag(
+        p,
+        "max-request-bytes",
+        type=int,
+        default=64 * 1024 * 1024,
+        help="larger requests fail with RESOURCE_EXHAUSTED",
+    )
+    _flag(p, "grace-period", type=float, default=30.0, help="seconds to finish calls on SIGTERM")
+    _flag(
+        p,
+        "enable-serialization-as-tensor-content",
+        action="store_true",
+        help="answer with raw tensor_content instead of typed fields (faster, TF Serving's flag)",
+    )
+    _flag(p, "log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _flag(p, "log-format", default="json", choices=["json", "text"])
+    args = p.parse_args(argv)
+    if args.model_version is not None and args.model_version < 0:
+        p.error("--model-version must not be negative")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logs.setup(args.log_level, args.log_format)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    state = ModelState(args.model_name)
+    metrics = Metrics(args.model_name)
+    handlers = Handlers(state, tensor_content=args.enable_serialization_as_tensor_content)
+    options = ServerOptions(
+        host=args.host,
+        port=args.port,
+        workers=args.grpc_max_threads,
+        max_request_bytes=args.max_request_bytes,
+    )
+    try:
+        server = ModelServer(handlers, metrics, options)
+        if args.metrics_port is not None:
+            metrics.serve(args.metrics_port, args.metrics_host or args.host)
+    except (RuntimeError, OSError) as exc:
+        log.error("cannot listen", extra={"error": str(exc)})
+        return 1
+    server.start()
+    log.info("listening", extra={"port": server.port, "model": args.model_name})
+
+    version = args.model_version or 0
+    try:
+
+        def chosen(v: int) -> None:
+            nonlocal version
+            version = v
+            state.set(v, State.LOADING)
+
+        fetched = fetch(
+            args.model_base_path,
+            args.model_name,
+            args.model_version,
+            args.cache_dir.expanduser(),
+            on_chosen=chosen,
+        )
+        runtime = RuntimeOptions(
+            args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism
+        )
+        backend = load(fetched.path, runtime)
+        servable = Servable(args.model_name, fetched.version, backend)
+    except ModelError as exc:
+        log.error("cannot load model", extra={"version": version, "error": str(exc)})
+        state.set(version, State.END, 13, str(exc))
+        server.stop(0)
+        return 1
+    try:
+        servable.warm_up()
+    except Exception as exc:  # synthetic inputs may not suit every model; still serve it
+        log.warning("warm-up inference failed", extra={"error": str(exc)})
+    state.make_available(servable)
+    metrics.set_ready(servable.version, True)
+    server.ready()
+    log.info(
+        "model ready",
+        extra={
+            "model": args.model_name,
+            "version": servable.version,
+            "runtime": backend.platform,
+            "port": server.port,
+        },
+    )
+
+    while not stop.wait(0.5):
+        pass
+    log.info("stopping", extra={"grace_seconds": args.grace_period})
+    metrics.set_ready(servable.version, False)
+    server.stop(args.grace_period)
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""ONNX models through onnxruntime: names, dtypes and shapes come from the graph itself."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from imm.serving.backends.base import (
+    DEFAULT_SIGNATURE,
+    InferenceError,
+    RuntimeOptions,
+    Signature,
+    TensorSpec,
+)
+from imm.serving.errors import ModelError
+from imm.serving.protos import meta_graph_pb2, types_pb2
+
+DT = types_pb2.DataType
+
+_DTYPES: dict[str, int] = {
+    "tensor(float)": DT.DT_FLOAT,
+    "tensor(double)": DT.DT_DOUBLE,
+    "tensor(int32)": DT.DT_INT32,
+    "tensor(int64)": DT.DT_INT64,
+    "tensor(bool)": DT.DT_BOOL,
+    "tensor(string)": DT.DT_STRING,
+    "tensor(uint8)": DT.DT_UINT8,
+    "tensor(int8)": DT.DT_INT8,
+    "tensor(int16)": DT.DT_INT16,
+    "tensor(uint16)": DT.DT_UINT16,
+    "tensor(uint32)": DT.DT_UINT32,
+    "tensor(uint64)": DT.DT_UINT64,
+    "tensor(float16)": DT.DT_HALF,
+}
+
+
+def _spec(arg: ort.NodeArg, what: str) -> TensorSpec:
+    dtype = _DTYPES.get(arg.type)
+    if dtype is None:
+        raise ModelError(
+            f"ONNX {what} {arg.name!r} has type {arg.type}, which TensorFlow Serving's "
+            "protocol cannot carry (supported: " + ", ".join(sorted(_DTYPES)) + ")"
+        )
+    shape = arg.shape
+    dims = None if shape is None else tuple(d if isinstance(d, int) else -1 for d in shape)
+    return TensorSpec(arg.name, dtype, dims)
+
+
+class OnnxBackend:
+    platform = "onnxruntime"
+
+    def __init__(self, path: Path, options: RuntimeOptions) -> None:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = options.intra_op_threads
+        so.inter_op_num_threads = options.inter_op_threads
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"onnxruntime cannot load {path.name}: {exc}") from None
+        inputs = {a.name: _spec(a, "input") for a in self._session.get_inputs()}
+        outputs = {a.name: _spec(a, "output") for a in self._session.get_outputs()}
+        self._strings = {a for a, s in inputs.items() if s.dtype == DT.DT_STRING}
+        self.signatures = {DEFAULT_SIGNATURE: Signature(inputs, outputs)}
+
+    def signature_defs(self) -> dict[str, meta_graph_pb2.SignatureDef]:
+        return {key: sig.to_proto() for key, sig in self.signatures.items()}
+
+    def predict(
+        self, signature: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        feeds = dict(inputs)
+        for alias in self._strings.intersection(feeds):
+            feeds[alias] = _text(alias, feeds[alias])
+        try:
+            results = self._session.run(list(outputs), feeds)
+        except Exception as exc:
+            code = "INVALID_ARGUMENT" if "INVALID_ARGUMENT" in str(exc) else "INTERNAL"
+            raise InferenceError(code, f"onnxruntime: {exc}") from None
+        out = {}
+        for alias, value in zip(outputs, results, strict=True):
+            if value.dtype == object:
+                value = np.vectorize(_utf8, otypes=[object])(value) if value.size else value
+            out[alias] = value
+        return out
+
+
+def _utf8(value: object) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)  # type: ignore[arg-type]
+
+
+def _text(alias: str, array: np.ndarray) -> np.ndarray:
+    """onnxruntime string tensors hold text; TF strings are bytes."""
+    try:
+        return (
+            np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else str(v), otypes=[object])(
+                array
+            )
+            if array.size
+            else array
+        )
+    except UnicodeDecodeError:
+        raise InferenceError(
+            "INVALID_ARGUMENT", f"input {alias}: ONNX string tensors must be valid UTF-8"
+        ) from None
