@@ -7,4 +7,4 @@ puts this folder (which has no __init__.py) on sys.path, the repository root onl
 ``python -m pytest``; import helpers the same way (``from fixtures.seaweed import S3Server``).
 """
 
-pytest_plugins = ["fixtures.seaweed"]
+pytest_plugins = ["fixtures.seaweed", "fixtures.platform"]

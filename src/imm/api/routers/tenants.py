@@ -1,0 +1,89 @@
+"""Tenant administration: the platform admin creates and deletes tenants."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from imm.api.deps import Admin, DbSession, MemberTenant
+from imm.api.schemas import CaView, TenantCreate, TenantView
+from imm.certs import describe, load_ca_certificate
+from imm.db.tables import Tenant
+from imm.domain.errors import Conflict, InvalidInput, NotFound
+from imm.domain.names import check_name
+from imm.domain.quantities import normalize_quota
+
+log = logging.getLogger("imm.api.tenants")
+router = APIRouter(tags=["tenants"])
+
+
+def tenant_view(row: Tenant, usage: dict[str, str | int] | None = None) -> TenantView:
+    ca = describe(row.ca_cert_pem)
+    return TenantView(
+        name=row.name,
+        scope=row.scope,
+        cert=row.ca_cert_pem,
+        quota=row.quota,
+        usage=usage if usage is not None else {"endpoints": 0},
+        ca=CaView(subject=ca.subject, notAfter=ca.not_after),
+        createdAt=row.created_at,
+    )
+
+
+@router.post("/tenants", status_code=201, response_model=TenantView)
+def create_tenant(body: TenantCreate, request: Request, db: DbSession, _: Admin) -> TenantView:
+    scope = body.scope.strip()
+    if not scope or not scope.isprintable():
+        raise InvalidInput("scope must be a non-empty group name of printable characters")
+    ca = load_ca_certificate(body.cert)
+    quota = normalize_quota(body.quota)
+    if db.get(Tenant, body.name) is not None:
+        raise Conflict(f"tenant {body.name!r} already exists")
+    row = Tenant(name=body.name, scope=scope, ca_cert_pem=ca.pem, quota=quota)
+    db.add(row)
+    try:
+        db.flush()
+    except IntegrityError:
+        raise Conflict(f"tenant {body.name!r} already exists") from None
+    store = request.app.state.store
+    # The bucket is made inside the DB transaction: if it fails, the row is rolled back;
+    # if the commit fails afterwards, the bucket is removed again.
+    if store is not None:
+        store.create_bucket(body.name)
+    try:
+        db.commit()
+    except Exception:
+        if store is not None:
+            store.delete_bucket(body.name)
+        raise
+    log.info("tenant %s created (scope %s)", body.name, scope)
+    return tenant_view(row)
+
+
+@router.get("/tenants", response_model=list[TenantView])
+def list_tenants(db: DbSession, _: Admin) -> list[TenantView]:
+    rows = db.scalars(select(Tenant).order_by(Tenant.name)).all()
+    return [tenant_view(r) for r in rows]
+
+
+@router.get("/tenants/{tenant}", response_model=TenantView)
+def get_tenant(row: MemberTenant) -> TenantView:
+    return tenant_view(row)
+
+
+@router.delete("/tenants/{tenant}", status_code=204)
+def delete_tenant(tenant: str, request: Request, db: DbSession, _: Admin) -> Response:
+    check_name(tenant, "tenant name")
+    row = db.get(Tenant, tenant)
+    if row is None:
+        raise NotFound(f"tenant {tenant!r} does not exist")
+    store = request.app.state.store
+    if store is not None:
+        store.delete_bucket(tenant)
+    db.delete(row)
+    db.commit()
+    log.info("tenant %s deleted", tenant)
+    return Response(status_code=204)

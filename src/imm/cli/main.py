@@ -1,0 +1,33 @@
+"""The ``imm`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from imm.cli import admin, auth, tenants
+
+app = typer.Typer(
+    name="imm",
+    help="IMM, the Inference Model Manager: tenants, models and mTLS inference endpoints.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def up() -> None:
+    """Start the platform on this machine in the foreground (Ctrl-C stops it)."""
+    from imm.config import load_settings
+    from imm.server import serve
+
+    serve(load_settings())
+
+
+app.command()(auth.login)
+app.command()(auth.logout)
+app.command()(auth.whoami)
+app.add_typer(tenants.app, name="tenants")
+app.add_typer(admin.app, name="admin")
+
+if __name__ == "__main__":
+    app()
