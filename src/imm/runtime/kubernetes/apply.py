@@ -52,6 +52,14 @@ def api_message(exc: ApiException) -> str:
     return str(exc.reason or exc.body or "no message")
 
 
+def _drain(response: Any) -> None:
+    """Apply and delete answer with the object; nothing here needs it, and not decoding it
+    into the client's models keeps a newer server's extra fields from failing a call that
+    succeeded (non-2xx answers still raise ApiException)."""
+    response.read()
+    response.release_conn()
+
+
 class Applier:
     """Applies and deletes manifests through the typed APIs of one ``ApiClient``."""
 
@@ -75,13 +83,16 @@ class Applier:
         method, namespaced = self._method("patch", kind)
         target = (meta["name"], meta["namespace"]) if namespaced else (meta["name"],)
         try:
-            method(
-                *target,
-                body=manifest,
-                field_manager=FIELD_MANAGER,
-                force=True,
-                _content_type=APPLY_PATCH,
-                _request_timeout=self.timeout,
+            _drain(
+                method(
+                    *target,
+                    body=manifest,
+                    field_manager=FIELD_MANAGER,
+                    force=True,
+                    _content_type=APPLY_PATCH,
+                    _request_timeout=self.timeout,
+                    _preload_content=False,
+                )
             )
         except ApiException as exc:
             where = "/".join(reversed(target))
@@ -96,7 +107,14 @@ class Applier:
         method, namespaced = self._method("delete", kind)
         target = (name, namespace) if namespaced else (name,)
         try:
-            method(*target, propagation_policy="Foreground", _request_timeout=self.timeout)
+            _drain(
+                method(
+                    *target,
+                    propagation_policy="Foreground",
+                    _request_timeout=self.timeout,
+                    _preload_content=False,
+                )
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return False

@@ -231,6 +231,9 @@ def render_deployment(
         "startupProbe": _grpc_probe(5, max(1, settings.startup_seconds // 5)),
         "readinessProbe": _grpc_probe(5, 2),
         "livenessProbe": _grpc_probe(10, 3),
+        # ingress-nginx drops a terminating pod from its upstreams a moment after the pod is
+        # marked terminating; serving on through that moment keeps rolling updates lossless.
+        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
         # The last log lines become the termination message: the endpoint's last error.
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
