@@ -2,6 +2,12 @@
 
 One bucket per tenant; object keys are ``<model>/<version>/<key?>/<file>``. An object becomes
 visible only when its multipart upload completes, so a reader never sees half a file.
+
+Both backends follow S3's multipart rules so that a client written against one works on the
+other: part numbers 1..10000, every part but the last at least 5 MiB, part ETags are the
+quoted hex MD5 of the part, a completed object's ETag is the MD5 of the concatenated binary
+part MD5s followed by ``-<number of parts>``. A prefix is a plain string prefix, as in S3
+(``m/1`` also matches ``m/10/...``; pass ``m/1/`` for one version).
 """
 
 from __future__ import annotations
@@ -10,7 +16,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Protocol
+
+MIN_PART_NUMBER, MAX_PART_NUMBER = 1, 10_000
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3's EntityTooSmall limit, for every part but the last
+MAX_PART_SIZE = 5000 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -28,8 +39,39 @@ class ObjectInfo:
     etag: str
 
 
+@dataclass(frozen=True)
+class OpenUpload:
+    """An upload started and neither completed nor aborted (for resuming and for expiry)."""
+
+    key: str
+    upload_id: str
+    initiated: datetime  # timezone-aware
+
+
+class ObjectReader(Protocol):
+    """What ``open_object`` returns: a file object, or botocore's streaming body."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> ObjectReader: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
 class ModelStore(Protocol):
-    """Backends: ``FilesystemStore`` (default) and ``S3Store``; both pass tests/store."""
+    """Backends: ``FilesystemStore`` (default) and ``S3Store``; both pass tests/store.
+
+    Every method validates the tenant (a resource name) and keys (imm.domain.keys) itself,
+    so a bad value raises InvalidInput before anything touches storage. Unknown buckets and
+    upload ids raise NotFound. Methods are safe to call from several threads at once.
+    """
 
     def create_bucket(self, tenant: str) -> None:
         """Idempotent: creating an existing bucket is not an error."""
@@ -40,7 +82,7 @@ class ModelStore(Protocol):
     def bucket_exists(self, tenant: str) -> bool: ...
 
     def start_upload(self, tenant: str, key: str) -> str:
-        """Returns the backend's upload id."""
+        """Returns the backend's upload id (opaque, URL-safe)."""
 
     def put_part(
         self,
@@ -53,21 +95,36 @@ class ModelStore(Protocol):
         md5_b64: str | None = None,
         sha256_b64: str | None = None,
     ) -> PartInfo:
-        """Streams one part; a checksum mismatch raises InvalidInput and keeps nothing."""
+        """Streams one part, holding at most a chunk in memory; replaces an earlier part
+        with the same number. A checksum mismatch, or a body whose length differs from
+        ``size``, raises InvalidInput and keeps nothing; more than MAX_PART_SIZE bytes raise
+        TooLarge."""
 
-    def list_parts(self, tenant: str, key: str, upload_id: str) -> list[PartInfo]: ...
+    def list_parts(self, tenant: str, key: str, upload_id: str) -> list[PartInfo]:
+        """Parts received so far, ascending, so that a client can resume."""
+
+    def list_open_uploads(self, tenant: str, prefix: str = "") -> list[OpenUpload]:
+        """Uploads not yet completed or aborted: lets the API expire abandoned ones and
+        recover its bookkeeping after a crash."""
 
     def complete_upload(
         self, tenant: str, key: str, upload_id: str, parts: list[tuple[int, str]]
     ) -> ObjectInfo:
-        """``parts`` are (number, etag) in ascending order; the object appears atomically."""
+        """``parts`` are (number, etag) in ascending order; the object appears atomically.
+        A missing part, wrong ETag, wrong order or a too small part raises InvalidInput."""
 
-    def abort_upload(self, tenant: str, key: str, upload_id: str) -> None: ...
+    def abort_upload(self, tenant: str, key: str, upload_id: str) -> None:
+        """Drops the upload and its parts; NotFound if it is not open."""
 
-    def list_objects(self, tenant: str, prefix: str = "") -> Iterator[ObjectInfo]: ...
+    def list_objects(self, tenant: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Complete objects only, in key order."""
+
+    def open_object(self, tenant: str, key: str) -> ObjectReader:
+        """Reads one object back (tests, small files); use it as a context manager."""
 
     def delete_prefix(self, tenant: str, prefix: str) -> int:
         """Deletes every object whose key starts with ``prefix``; returns how many."""
 
     def download_prefix(self, tenant: str, prefix: str, dest: Path) -> list[Path]:
-        """Copies every object under ``prefix`` to ``dest`` keeping relative paths."""
+        """Copies every object under ``prefix`` to ``dest`` keeping the key's part after
+        ``prefix`` as relative path; returns the files written."""

@@ -1,0 +1,82 @@
+"""Writing one part while hashing it, and the checksum rules both backends share.
+
+A part is streamed chunk by chunk into a file and hashed on the way (MD5 for the ETag,
+SHA-256 only when the client sent one), so memory stays at one chunk whatever the part size,
+and a mismatch is known before the part is committed anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Iterable
+from typing import BinaryIO
+
+from imm.domain.errors import InvalidInput, TooLarge
+from imm.store.base import MAX_PART_SIZE
+
+
+def _digest(value: str, length: int, header: str) -> bytes:
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"{header} is not valid base64") from None
+    if len(raw) != length:
+        raise InvalidInput(f"{header} must encode {length} bytes, got {len(raw)}")
+    return raw
+
+
+def quote_etag(md5_hex: str) -> str:
+    return f'"{md5_hex}"'
+
+
+def unquote_etag(etag: str) -> str:
+    """Clients send ETags with or without quotes (and sometimes upper-case); compare bare."""
+    return etag.strip().strip('"').lower()
+
+
+def multipart_etag(part_md5_hex: list[str]) -> str:
+    """S3's ETag of a multipart object: MD5 of the binary part MD5s, then '-N'."""
+    joined = b"".join(bytes.fromhex(h) for h in part_md5_hex)
+    return f'"{hashlib.md5(joined).hexdigest()}-{len(part_md5_hex)}"'
+
+
+def write_part(
+    chunks: Iterable[bytes],
+    out: BinaryIO,
+    size: int | None = None,
+    md5_b64: str | None = None,
+    sha256_b64: str | None = None,
+) -> tuple[int, bytes]:
+    """Copies ``chunks`` to ``out``; returns (bytes written, binary MD5) once every check
+    passed. The caller discards ``out`` when this raises."""
+    want_md5 = _digest(md5_b64, 16, "Content-MD5") if md5_b64 else None
+    want_sha = _digest(sha256_b64, 32, "x-amz-checksum-sha256") if sha256_b64 else None
+    if size is not None and size > MAX_PART_SIZE:
+        raise TooLarge(f"a part may be at most {MAX_PART_SIZE} bytes, got {size}")
+    md5 = hashlib.md5()
+    sha = hashlib.sha256() if want_sha is not None else None
+    written = 0
+    for chunk in chunks:
+        if not chunk:
+            continue
+        written += len(chunk)
+        if written > MAX_PART_SIZE:
+            raise TooLarge(f"a part may be at most {MAX_PART_SIZE} bytes")
+        if size is not None and written > size:
+            raise InvalidInput(f"the part is longer than its declared size of {size} bytes")
+        md5.update(chunk)
+        if sha is not None:
+            sha.update(chunk)
+        out.write(chunk)
+    if size is not None and written != size:
+        raise InvalidInput(f"the part ended after {written} of {size} bytes")
+    digest = md5.digest()
+    if want_md5 is not None and digest != want_md5:
+        raise InvalidInput("Content-MD5 does not match the part received; nothing was kept")
+    if sha is not None and sha.digest() != want_sha:
+        raise InvalidInput(
+            "x-amz-checksum-sha256 does not match the part received; nothing was kept"
+        )
+    return written, digest
