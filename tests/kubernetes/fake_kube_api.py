@@ -304,9 +304,7 @@ class FakeKubeApiServer:
                 del self.objects[other]
         return 200, gone
 
-    def _list(
-        self, resource: str, namespace: str | None, query: dict[str, str]
-    ) -> dict[str, Any]:
+    def _list(self, resource: str, namespace: str | None, query: dict[str, str]) -> dict[str, Any]:
         labels = _selector(query.get("labelSelector"))
         fields = _selector(query.get("fieldSelector"))
         items = [
