@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import uvicorn
 
-from imm.api.app import builtin_issuer, create_app
+from imm.api.app import create_app
+from imm.auth.issuer.users import USERS_FILE, UserFile
 from imm.config import Settings
 from imm.db.engine import Database
 
@@ -27,7 +28,7 @@ def prepare(settings: Settings, say: Callable[[str], None] = print) -> Database:
 
 
 def ensure_admin_user(settings: Settings, say: Callable[[str], None]) -> None:
-    users = builtin_issuer(settings).users
+    users = UserFile(settings.issuer_dir / USERS_FILE)
     wanted = settings.admin_password
     existing = users.get("admin")
     if existing is None:

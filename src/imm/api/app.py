@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from imm import __version__
 from imm.api import problems
+from imm.api.limits import BodyLimitMiddleware
 from imm.api.routers import auth, tenants
 from imm.auth.issuer.routes import issuer_router
 from imm.auth.issuer.service import BuiltinIssuer
@@ -35,7 +36,6 @@ def create_app(settings: Settings, db: Database, store: ModelStore | None = None
         title="IMM management API",
         version=__version__,
         description=DESCRIPTION,
-        max_body_size=settings.max_json_body,  # the upload route sets its own, larger limit
     )
     app.state.settings = settings
     app.state.db = db
@@ -59,4 +59,5 @@ def create_app(settings: Settings, db: Database, store: ModelStore | None = None
     app.include_router(auth.router)
     app.include_router(tenants.router)
     problems.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_body=settings.max_json_body)
     return app

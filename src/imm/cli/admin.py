@@ -7,8 +7,7 @@ import sys
 
 import typer
 
-from imm.api.app import builtin_issuer
-from imm.auth.issuer.users import UserFile
+from imm.auth.issuer.users import USERS_FILE, UserFile
 from imm.cli.common import fail
 from imm.cli.output import Output, console, show
 from imm.config import load_settings
@@ -21,7 +20,7 @@ def _users() -> UserFile:
     settings = load_settings()
     if not settings.builtin_issuer_enabled:
         raise fail("IMM_OIDC_ISSUER names an external issuer: manage users there")
-    return builtin_issuer(settings).users
+    return UserFile(settings.issuer_dir / USERS_FILE)
 
 
 @app.command("add-user")

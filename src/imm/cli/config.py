@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imm.files import write_private
+
 DEFAULT_API = "http://127.0.0.1:8000"
 
 
@@ -46,13 +48,7 @@ class CliConfig:
 
     def save(self) -> Path:
         path = config_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(self), f, indent=2)
-        os.replace(tmp, path)
-        path.chmod(0o600)
+        write_private(path, json.dumps(asdict(self), indent=2).encode())
         return path
 
     def forget_tokens(self) -> None:

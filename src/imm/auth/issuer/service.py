@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import jwt
 
 from imm.auth.issuer.keys import SigningKey
-from imm.auth.issuer.users import User, UserFile
+from imm.auth.issuer.users import USERS_FILE, User, UserFile
 
 CODE_TTL = 300
 REFRESH_TTL = 30 * 24 * 3600
@@ -63,7 +63,7 @@ class BuiltinIssuer:
         self.client_id = client_id
         self.token_ttl = token_ttl
         self.key = SigningKey.load_or_create(directory / "signing-key.pem")
-        self.users = UserFile(directory / "users.json")
+        self.users = UserFile(directory / USERS_FILE)
         self._codes: dict[str, PendingCode] = {}
         self._lock = threading.Lock()
 

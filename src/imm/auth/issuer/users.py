@@ -9,18 +9,23 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from imm.auth.issuer.keys import write_private
 from imm.domain.errors import Conflict, InvalidInput, NotFound
+from imm.files import write_private
 
 USERNAME_MAX = 64
 _hasher = PasswordHasher()
-# Verifying against this when the user is unknown keeps timing the same as a wrong password.
-_DUMMY_HASH = _hasher.hash("imm-timing-equaliser")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the user is unknown, so timing matches a wrong password."""
+    return _hasher.hash("imm-timing-equaliser")
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,9 @@ def check_group(group: str) -> str:
     if not group or len(group) > 255 or not group.isprintable():
         raise InvalidInput(f"group must be 1..255 printable characters, got {group!r}")
     return group
+
+
+USERS_FILE = "users.json"
 
 
 class UserFile:
@@ -122,7 +130,7 @@ class UserFile:
     def authenticate(self, name: str, password: str) -> User | None:
         user = self.get(name)
         try:
-            _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+            _hasher.verify(user.password_hash if user else _dummy_hash(), password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return None
         return user
