@@ -163,12 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
 
-    while not stop.wait(0.5):
+    while not stop.wait(0.1):
         pass
     log.info("stopping", extra={"grace_seconds": args.grace_period})
     metrics.set_ready(servable.version, False)
     server.stop(args.grace_period)
-    log.info("stopped")
+    log.info("stopped", extra={"started_calls": metrics.started_calls()})
     return 0
 
 

@@ -26,6 +26,9 @@ log = logging.getLogger("imm.serving.fetch")
 MANIFEST = ".imm-manifest.json"
 MODEL_MARKERS = ("saved_model.pb",)
 MODEL_SUFFIXES = (".onnx",)
+NO_MODEL = (
+    "holds neither an ONNX model (*.onnx) nor a TensorFlow SavedModel (saved_model.pb + variables/)"
+)
 
 
 @dataclass(frozen=True)
@@ -141,11 +144,12 @@ def choose_version(available: dict[int, list[SourceObject]], wanted: int | None,
             have = ", ".join(map(str, sorted(available))) or "none"
             raise ModelError(f"version {wanted} not found under {uri} (versions: {have})")
         if not complete(available[wanted]):
-            raise ModelError(f"version {wanted} under {uri} holds no model file yet")
+            raise ModelError(f"version {wanted} under {uri} {NO_MODEL}")
         return wanted
     ready = [v for v, objs in available.items() if complete(objs)]
     if not ready:
-        raise ModelError(f"no complete model version under {uri}")
+        have = ", ".join(map(str, sorted(available))) or "none"
+        raise ModelError(f"no version under {uri} is complete (versions: {have}); each {NO_MODEL}")
     return max(ready)
 
 

@@ -6,6 +6,8 @@ request would cost more than the rest of the bookkeeping.
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 _BUCKETS = (
@@ -46,6 +48,18 @@ class Metrics:
             registry=self.registry,
         )
         self._bound: dict[str, tuple[Counter, Histogram]] = {}
+        self._started: dict[str, int] = {}
+        self._started_lock = threading.Lock()
+
+    def started(self, method: str) -> None:
+        """Count a call whose handler began; the shutdown log reports these, so a test (or
+        an operator) can check that every accepted call was answered."""
+        with self._started_lock:
+            self._started[method] = self._started.get(method, 0) + 1
+
+    def started_calls(self) -> dict[str, int]:
+        with self._started_lock:
+            return dict(self._started)
 
     def set_ready(self, version: int, ready: bool) -> None:
         self.version = str(version)

@@ -53,10 +53,12 @@ def _unimplemented(name: str) -> Callable[[Any], Any]:
 
 def _wrap(name: str, fn: Callable[[Any], Any], metrics: Metrics) -> Callable[[Any, Any], Any]:
     inflight = metrics.inflight
+    started = metrics.started
     clock = time.perf_counter
 
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         start = clock()
+        started(name)
         inflight.inc()
         code = "OK"
         try:

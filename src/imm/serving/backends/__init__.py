@@ -6,6 +6,7 @@ from pathlib import Path
 
 from imm.serving.backends.base import Backend, RuntimeOptions
 from imm.serving.errors import ModelError
+from imm.serving.fetch import NO_MODEL
 
 
 def detect(folder: Path) -> tuple[str, Path]:
@@ -26,10 +27,7 @@ def detect(folder: Path) -> tuple[str, Path]:
     if len(onnx) > 1:
         names = ", ".join(str(p.relative_to(folder)) for p in onnx)
         raise ModelError(f"{folder} holds several ONNX models ({names}); keep one per version")
-    raise ModelError(
-        f"{folder} holds neither an ONNX model (*.onnx) nor a TensorFlow SavedModel "
-        "(saved_model.pb + variables/)"
-    )
+    raise ModelError(f"{folder} {NO_MODEL}")
 
 
 def load(folder: Path, options: RuntimeOptions) -> Backend:
