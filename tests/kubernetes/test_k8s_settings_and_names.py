@@ -1,0 +1,82 @@
+"""Settings of the kubernetes runtime and the object names it derives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fake_kube_api import FakeKubeApiServer
+from k8s_samples import STORE, TENANT
+
+from imm.config import Settings
+from imm.runtime.kubernetes import KubernetesRuntime, KubernetesSettings, names
+from imm.runtime.kubernetes.apply import ClusterError
+
+
+def test_settings_come_from_imm_k8s_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMM_K8S_MODEL_SERVER_IMAGE", "reg.example/ms:1.2.3")
+    monkeypatch.setenv("IMM_K8S_INGRESS_NAMESPACE", "edge")
+    monkeypatch.setenv("IMM_K8S_TLS_SECRET", "")
+    settings = KubernetesSettings()
+    assert settings.model_server_image == "reg.example/ms:1.2.3"
+    assert settings.ingress_namespace == "edge"
+    assert settings.tls_secret == ""
+    assert settings.namespace_prefix == "imm-"
+
+
+def test_from_settings_needs_the_s3_store() -> None:
+    with pytest.raises(ValueError, match="IMM_STORE=s3"):
+        KubernetesRuntime.from_settings(Settings(store="fs"))
+
+
+def test_from_settings_takes_store_and_domain_from_the_platform_settings(
+    fake_api: FakeKubeApiServer, tmp_path: Path
+) -> None:
+    settings = Settings(
+        store="s3",
+        s3_endpoint="http://minio:9000",
+        s3_access_key="ak",
+        s3_secret_key="sk",
+        s3_bucket_prefix="models-",
+        domain="Ml.Example.org",
+    )
+    kubeconfig = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
+    runtime = KubernetesRuntime.from_settings(
+        settings, KubernetesSettings(kubeconfig=str(kubeconfig))
+    )
+    try:
+        assert runtime.store.bucket("acme") == "models-acme"
+        assert runtime.domain == "ml.example.org"
+        runtime.apply_tenant(TENANT)
+        assert fake_api.get("namespaces", "imm-acme") is not None
+    finally:
+        runtime.close()
+
+
+def test_api_server_refusals_become_cluster_errors(
+    fake_api: FakeKubeApiServer, tmp_path: Path
+) -> None:
+    kubeconfig = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
+    kubeconfig.write_text(kubeconfig.read_text().replace("fake-token", "wrong-token"))
+    settings = KubernetesSettings(kubeconfig=str(kubeconfig), tls_secret="")
+    runtime = KubernetesRuntime(settings, STORE, domain="d.example")
+    try:
+        with pytest.raises(ClusterError) as caught:
+            runtime.apply_tenant(TENANT)
+        assert caught.value.status == 401
+        assert "apply Namespace imm-acme" in str(caught.value)
+    finally:
+        runtime.close()
+
+
+def test_names_fit_kubernetes_limits() -> None:
+    tenant = "t" * 63
+    ns = names.namespace("imm-", tenant)
+    assert len(ns) == 63 and ns.startswith("imm-ttt")
+    assert ns == names.namespace("imm-", tenant)  # deterministic
+    assert ns != names.namespace("imm-", "t" * 62 + "u")
+    assert names.namespace("imm-", "acme") == "imm-acme"
+    assert names.service("resnet") == "resnet"
+    assert names.service("1st") == "ep-1st"  # Service names must start with a letter
+    long_digit = "1" + "a" * 62
+    assert len(names.service(long_digit)) == 63 and names.service(long_digit).startswith("ep-1")
