@@ -283,3 +283,23 @@ def test_scaled_to_zero(deployed: KubernetesRuntime, fake_api: FakeKubeApiServer
     deployed.apply_endpoint(endpoint(replicas=0))
     observed = _observe(deployed)
     assert (observed.status, observed.desired_replicas) == ("scaled to 0", 0)
+
+
+def test_failure_events_of_an_earlier_rollout_are_ignored(
+    deployed: KubernetesRuntime, fake_api: FakeKubeApiServer
+) -> None:
+    progressing = {
+        **_condition("Progressing", "True", "NewReplicaSetCreated", "created"),
+        "lastUpdateTime": "2026-01-01T01:00:00Z",
+    }
+    fake_api.set_status("deployments", NS, "resnet", _status(conditions=[progressing]))
+    fake_api.put(
+        "events",
+        _event("e1", "resnet-aaa111", "FailedCreate", "fixed since", "2026-01-01T00:30:00Z"),
+    )
+    assert (_observe(deployed).status, _observe(deployed).last_error) == ("pending", None)
+    fake_api.put(
+        "events",
+        _event("e2", "resnet-bbb222", "FailedCreate", "current", "2026-01-01T01:00:03Z"),
+    )
+    assert _observe(deployed).last_error == "FailedCreate: current"

@@ -47,12 +47,23 @@ def replica_set_events(events: Sequence[CoreV1Event], deployment: str) -> list[C
     ]
 
 
+def _progress_since(deployment: V1Deployment) -> float:
+    """When the Deployment last changed course (a new ReplicaSet, a scale): warnings older
+    than that belong to an earlier rollout. Events live for an hour and outlast fixes."""
+    for cond in (deployment.status.conditions if deployment.status else None) or []:
+        if cond.type == "Progressing" and cond.last_update_time:
+            return cond.last_update_time.timestamp()
+    return float("-inf")
+
+
 def creation_failure(deployment: V1Deployment, events: Sequence[CoreV1Event]) -> str | None:
-    """Why pods cannot be created (e.g. ``exceeded quota``): the newest such event."""
+    """Why pods cannot be created (e.g. ``exceeded quota``): the newest such event of the
+    current rollout, else the ``ReplicaFailure`` condition the controller keeps current."""
+    since = _progress_since(deployment)
     failed = [
         e
         for e in replica_set_events(events, deployment.metadata.name)
-        if e.reason == "FailedCreate"
+        if e.reason == "FailedCreate" and _event_key(e) >= since
     ]
     if failed:
         return _short(f"FailedCreate: {max(failed, key=_event_key).message or ''}")
