@@ -16,7 +16,7 @@ _sym_db = _symbol_database.Default()
 from imm.serving.protos.generated.tensorflow_serving.apis import status_pb2 as tensorflow__serving_dot_apis_dot_status__pb2
 
 
-DESCRIPTOR = _imm_pool.POOL.AddSerializedFile(b'\n.tensorflow_serving/apis/model_management.proto\x12\x12tensorflow.serving\x1a$tensorflow_serving/apis/status.proto\"+\n\x13ReloadConfigRequest\x12\x14\n\x0cmetric_names\x18\x02 \x03(\t\"s\n\x14ReloadConfigResponse\x12/\n\x06status\x18\x01 \x01(\x0b\x32\x1f.tensorflow.serving.StatusProto\x12*\n\x06metric\x18\x02 \x03(\x0b\x32\x1a.tensorflow.serving.Metric\"h\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x14int64_value_increase\x18\x02 \x01(\x03H\x00\x12\x1e\n\x14\x66loat_value_increase\x18\x03 \x01(\x02H\x00\x42\x10\n\x0evalue_increaseb\x06proto3')
+DESCRIPTOR = _imm_pool.POOL.AddSerializedFile(b'\n.tensorflow_serving/apis/model_management.proto\x12\x12tensorflow.serving\x1a$tensorflow_serving/apis/status.proto\"+\n\x13ReloadConfigRequest\x12\x14\n\x0cmetric_names\x18\x02 \x03(\t\"s\n\x14ReloadConfigResponse\x12/\n\x06status\x18\x01 \x01(\x0b\x32\x1f.tensorflow.serving.StatusProto\x12*\n\x06metric\x18\x02 \x03(\x0b\x32\x1a.tensorflow.serving.Metric\"H\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x14int64_value_increase\x18\x02 \x01(\x03H\x00\x42\x10\n\x0evalue_increaseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -28,5 +28,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RELOADCONFIGRESPONSE']._serialized_start=153
   _globals['_RELOADCONFIGRESPONSE']._serialized_end=268
   _globals['_METRIC']._serialized_start=270
-  _globals['_METRIC']._serialized_end=374
+  _globals['_METRIC']._serialized_end=342
 # @@protoc_insertion_point(module_scope)

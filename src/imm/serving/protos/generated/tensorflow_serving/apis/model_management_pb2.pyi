@@ -22,11 +22,9 @@ class ReloadConfigResponse(_message.Message):
     def __init__(self, status: _Optional[_Union[_status_pb2.StatusProto, _Mapping]] = ..., metric: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ...) -> None: ...
 
 class Metric(_message.Message):
-    __slots__ = ("name", "int64_value_increase", "float_value_increase")
+    __slots__ = ("name", "int64_value_increase")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INT64_VALUE_INCREASE_FIELD_NUMBER: _ClassVar[int]
-    FLOAT_VALUE_INCREASE_FIELD_NUMBER: _ClassVar[int]
     name: str
     int64_value_increase: int
-    float_value_increase: float
-    def __init__(self, name: _Optional[str] = ..., int64_value_increase: _Optional[int] = ..., float_value_increase: _Optional[float] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., int64_value_increase: _Optional[int] = ...) -> None: ...
