@@ -117,12 +117,36 @@ def _field(obj: dict[str, Any], dotted: str) -> Any:
     return value
 
 
+def _rolled_out(deployment: dict[str, Any]) -> dict[str, Any]:
+    """The status a finished rollout of ``deployment`` reports."""
+    replicas = deployment["spec"].get("replicas", 1)
+    return {
+        "observedGeneration": deployment["metadata"]["generation"],
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+        "conditions": [
+            {
+                "type": "Available",
+                "status": "True",
+                "reason": "MinimumReplicasAvailable",
+                "message": "Deployment has minimum availability.",
+            }
+        ],
+    }
+
+
 @dataclass
 class FakeKubeApiServer:
     """Start with ``start()``; point the client at ``write_kubeconfig()``."""
 
     objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
+    # Play the deployment controller and kubelet of a healthy cluster: every applied
+    # Deployment at once reports all its replicas updated, ready and available. For suites
+    # that need endpoints to reach "running" without pods (e.g. the API-level tests).
+    instant_rollouts: bool = False
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -287,6 +311,8 @@ class FakeKubeApiServer:
         stored["metadata"]["generation"] = old_generation + 1 if spec_changed else old_generation
         if existing is not None and "status" in existing:
             stored["status"] = existing["status"]
+        if self.instant_rollouts and resource == "deployments":
+            stored["status"] = _rolled_out(stored)
         self.objects[key] = stored
         return (200 if existing else 201), copy.deepcopy(stored)
 

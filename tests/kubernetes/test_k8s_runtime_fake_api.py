@@ -196,6 +196,7 @@ def test_create_endpoint_applies_deployment_service_and_ingress(
     assert annotations[f"{ANN}/auth-tls-secret"] == f"{NS}/imm-tenant-ca"
     assert annotations[f"{ANN}/auth-tls-match-cn"].startswith("CN=")
     assert "CN=client(" in annotations[f"{ANN}/auth-tls-match-cn"]
+    assert annotations[f"{ANN}/proxy-body-size"] == "64m"  # large Predict requests pass
     assert ingress["spec"]["ingressClassName"] == "nginx"
     assert ingress["spec"]["tls"] == [
         {"hosts": ["resnet-acme.imm.example.com"], "secretName": "imm-tls"}

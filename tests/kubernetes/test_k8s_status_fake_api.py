@@ -303,3 +303,19 @@ def test_failure_events_of_an_earlier_rollout_are_ignored(
         _event("e2", "resnet-bbb222", "FailedCreate", "current", "2026-01-01T01:00:03Z"),
     )
     assert _observe(deployed).last_error == "FailedCreate: current"
+
+
+def test_instant_rollouts_make_every_applied_endpoint_running(
+    deployed: KubernetesRuntime, fake_api: FakeKubeApiServer
+) -> None:
+    """The fake's stand-in for a healthy cluster, for suites above the runtime."""
+    fake_api.instant_rollouts = True
+    deployed.apply_endpoint(endpoint(replicas=2, version=2))
+    observed = _observe(deployed)
+    assert (observed.status, observed.ready_replicas, observed.updated_replicas) == (
+        "running",
+        2,
+        2,
+    )
+    deployed.apply_endpoint(endpoint(replicas=0, version=2))
+    assert _observe(deployed).status == "scaled to 0"

@@ -22,6 +22,7 @@ Manifest = dict[str, Any]
 NGINX = "nginx.ingress.kubernetes.io"
 CACHE_DIR = "/var/cache/imm"
 RUN_AS = 10001  # the non-root user of the model-server image
+MAX_REQUEST_BODY = "64m"
 
 
 @dataclass(frozen=True)
@@ -330,6 +331,9 @@ def render_ingress(spec: EndpointSpec, settings: KubernetesSettings, domain: str
                 f"{NGINX}/auth-tls-secret": f"{ns}/{names.CA_SECRET}",
                 f"{NGINX}/auth-tls-verify-depth": "1",
                 f"{NGINX}/auth-tls-match-cn": match_cn(spec.subject_name),
+                # nginx's default 1m body limit would refuse large Predict requests (413);
+                # this matches the model server's own default --max-request-bytes.
+                f"{NGINX}/proxy-body-size": MAX_REQUEST_BODY,
             },
         },
         "spec": {
