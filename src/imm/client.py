@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -89,6 +89,63 @@ class Client:
 
     def delete_tenant(self, name: str) -> None:
         self.request("DELETE", f"/tenants/{seg(name)}")
+
+    # models
+    def list_models(self, tenant: str) -> list[dict[str, Any]]:
+        return self.json("GET", f"/tenants/{seg(tenant)}/models")
+
+    def get_model(self, tenant: str, model: str) -> dict[str, Any]:
+        return self.json("GET", f"/tenants/{seg(tenant)}/models/{seg(model)}")
+
+    def delete_model_version(self, tenant: str, model: str, version: int) -> None:
+        self.request(
+            "DELETE", f"/tenants/{seg(tenant)}/models/{seg(model)}/versions/{seg(str(version))}"
+        )
+
+    # uploads
+    def upload_start(
+        self, tenant: str, model: str, version: int, file_name: str, key: str | None = None
+    ) -> str:
+        body: dict[str, Any] = {"modelName": model, "modelVersion": version, "fileName": file_name}
+        if key:
+            body["key"] = key
+        return self.json("POST", f"/tenants/{seg(tenant)}/upload/start", json=body)["uploadId"]
+
+    def upload_part(
+        self,
+        tenant: str,
+        upload_id: str,
+        number: int,
+        data: bytes | Iterable[bytes],
+        md5_b64: str | None = None,
+        size: int | None = None,
+    ) -> dict[str, Any]:
+        """``data`` may be an iterable of chunks (streamed); pass ``size`` with it so the
+        server can refuse an over-size part before reading it."""
+        headers = {"Content-Type": "application/octet-stream"}
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        if md5_b64:
+            headers["Content-MD5"] = md5_b64
+        return self.json(
+            "PUT",
+            f"/tenants/{seg(tenant)}/upload",
+            params={"uploadId": upload_id, "partNumber": number},
+            content=data,
+            headers=headers,
+        )
+
+    def upload_status(self, tenant: str, upload_id: str) -> dict[str, Any]:
+        return self.json("GET", f"/tenants/{seg(tenant)}/upload/{seg(upload_id)}")
+
+    def upload_done(
+        self, tenant: str, upload_id: str, parts: list[tuple[int, str]]
+    ) -> dict[str, Any]:
+        body = {"uploadId": upload_id, "parts": [{"PartNumber": n, "ETag": e} for n, e in parts]}
+        return self.json("POST", f"/tenants/{seg(tenant)}/upload/done", json=body)
+
+    def upload_abort(self, tenant: str, upload_id: str) -> None:
+        self.json("POST", f"/tenants/{seg(tenant)}/upload/abort", json={"uploadId": upload_id})
 
 
 def seg(value: str) -> str:

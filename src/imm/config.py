@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_bucket_prefix: str = "imm-"
     upload_expiry_hours: float = Field(default=24.0, gt=0)
+    upload_gc_interval: float = Field(default=600.0, gt=0)  # seconds between expiry sweeps
 
     runtime: Literal["local", "kubernetes"] = "local"
 

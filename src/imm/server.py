@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 import uvicorn
 
 from imm.api.app import create_app
+from imm.api.registry import expire_uploads
 from imm.auth.issuer.users import USERS_FILE, UserFile
 from imm.config import Settings
 from imm.db.engine import Database
+from imm.store import ModelStore, open_store
 
 log = logging.getLogger("imm.server")
 
@@ -45,8 +49,10 @@ def ensure_admin_user(settings: Settings, say: Callable[[str], None]) -> None:
 
 def serve(settings: Settings) -> None:
     db = prepare(settings)
-    store = None
+    store = open_store(settings)
     app = create_app(settings, db, store)
+    sweeper = UploadSweeper(db, store, settings)
+    sweeper.start()
     host, port = settings.api_host_port
     config = uvicorn.Config(
         app, host=host, port=port, log_level="info", access_log=False, lifespan="on"
@@ -57,4 +63,31 @@ def serve(settings: Settings) -> None:
     try:
         server.run()
     finally:
+        sweeper.stop()
         db.dispose()
+
+
+class UploadSweeper:
+    """Expires abandoned uploads now and then, in a thread of its own."""
+
+    def __init__(self, db: Database, store: ModelStore, settings: Settings) -> None:
+        self.db, self.store = db, store
+        self.max_age = timedelta(hours=settings.upload_expiry_hours)
+        self.interval = settings.upload_gc_interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="upload-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with self.db.open() as session:
+                    expire_uploads(session, self.store, self.max_age)
+            except Exception:
+                log.exception("upload expiry sweep failed; will try again")

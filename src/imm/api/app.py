@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from imm import __version__
 from imm.api import problems
 from imm.api.limits import BodyLimitMiddleware
-from imm.api.routers import auth, tenants
+from imm.api.routers import auth, models, tenants, uploads
 from imm.auth.issuer.routes import issuer_router
 from imm.auth.issuer.service import BuiltinIssuer
 from imm.auth.verifier import TokenVerifier, discovery_jwks_source
@@ -30,7 +30,7 @@ def builtin_issuer(settings: Settings) -> BuiltinIssuer:
     )
 
 
-def create_app(settings: Settings, db: Database, store: ModelStore | None = None) -> FastAPI:
+def create_app(settings: Settings, db: Database, store: ModelStore) -> FastAPI:
     """Build the app around already-opened resources; ``imm up`` owns their lifecycle."""
     app = FastAPI(
         title="IMM management API",
@@ -58,6 +58,8 @@ def create_app(settings: Settings, db: Database, store: ModelStore | None = None
 
     app.include_router(auth.router)
     app.include_router(tenants.router)
+    app.include_router(models.router)
+    app.include_router(uploads.router)
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware, max_body=settings.max_json_body)
     return app

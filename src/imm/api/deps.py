@@ -14,6 +14,7 @@ from imm.db.engine import Database
 from imm.db.tables import Tenant
 from imm.domain.errors import Forbidden, NotFound, Unauthenticated
 from imm.domain.names import check_name
+from imm.store.base import ModelStore
 
 
 def settings(request: Request) -> Settings:
@@ -53,12 +54,7 @@ def admin(
     return who
 
 
-def tenant_for(
-    tenant: Annotated[str, Path(description="tenant name")],
-    who: Annotated[Principal, Depends(principal)],
-    cfg: Annotated[Settings, Depends(settings)],
-    db: Annotated[Session, Depends(session)],
-) -> Tenant:
+def authorize_tenant(db: Session, who: Principal, cfg: Settings, tenant: str) -> Tenant:
     """The tenant row, if the caller is an admin or in the tenant's scope group.
 
     A caller who may not use the tenant gets 403 whether or not it exists, so tenant names
@@ -75,8 +71,22 @@ def tenant_for(
     return row
 
 
+def tenant_for(
+    tenant: Annotated[str, Path(description="tenant name")],
+    who: Annotated[Principal, Depends(principal)],
+    cfg: Annotated[Settings, Depends(settings)],
+    db: Annotated[Session, Depends(session)],
+) -> Tenant:
+    return authorize_tenant(db, who, cfg, tenant)
+
+
+def store(request: Request) -> ModelStore:
+    return request.app.state.store
+
+
 CurrentPrincipal = Annotated[Principal, Depends(principal)]
 Admin = Annotated[Principal, Depends(admin)]
 DbSession = Annotated[Session, Depends(session)]
 CurrentSettings = Annotated[Settings, Depends(settings)]
 MemberTenant = Annotated[Tenant, Depends(tenant_for)]
+Store = Annotated[ModelStore, Depends(store)]

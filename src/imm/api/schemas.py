@@ -67,3 +67,77 @@ class WhoAmI(BaseModel):
     groups: list[str]
     admin: bool
     tenants: list[str]
+
+
+class UploadStart(Strict):
+    modelName: ResourceName
+    modelVersion: int = Field(ge=1, le=2**63 - 1, description="a positive integer")
+    fileName: str = Field(description="the file's name, without folders")
+    key: str | None = Field(
+        default=None, description="optional folder path inside the version, e.g. 'variables'"
+    )
+
+
+class UploadStarted(BaseModel):
+    uploadId: str
+
+
+class PartReceived(BaseModel):
+    ETag: str
+    partNumber: int
+
+
+class PartRef(Strict):
+    PartNumber: int = Field(ge=1, le=10_000)
+    ETag: str = Field(min_length=1, max_length=128)
+
+
+class UploadDone(Strict):
+    uploadId: str = Field(min_length=1, max_length=64)
+    parts: list[PartRef] = Field(min_length=1, max_length=10_000)
+
+
+class UploadAbort(Strict):
+    uploadId: str = Field(min_length=1, max_length=64)
+
+
+class UploadedObject(BaseModel):
+    modelName: str
+    modelVersion: int
+    key: str
+    size: int
+    ETag: str
+
+
+class PartStatus(BaseModel):
+    partNumber: int
+    size: int
+    ETag: str
+
+
+class UploadStatus(BaseModel):
+    uploadId: str
+    modelName: str
+    modelVersion: int
+    fileName: str
+    key: str | None
+    createdAt: datetime
+    expiresAt: datetime
+    parts: list[PartStatus]
+
+
+class ModelVersionView(BaseModel):
+    name: str
+    version: int
+    size: int
+    files: int
+    createdAt: datetime
+
+
+class ModelVersionDetail(ModelVersionView):
+    paths: list[str]
+
+
+class ModelView(BaseModel):
+    name: str
+    versions: list[ModelVersionDetail]

@@ -9,7 +9,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -43,4 +53,24 @@ class Tenant(Base):
     scope: Mapped[str] = mapped_column(String(255))
     ca_cert_pem: Mapped[str] = mapped_column(Text)
     quota: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Upload(Base):
+    """An open multipart upload of one file; the row goes when it completes or is aborted.
+
+    While any row names a model version, that version is not listed and cannot be served.
+    """
+
+    __tablename__ = "uploads"
+    __table_args__ = (UniqueConstraint("tenant", "object_key", name="uq_uploads_object"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.name", ondelete="CASCADE"), index=True)
+    model: Mapped[str] = mapped_column(String(63))
+    version: Mapped[int] = mapped_column(BigInteger)
+    file_name: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(1024), default="")
+    object_key: Mapped[str] = mapped_column(String(1024))
+    store_upload_id: Mapped[str] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

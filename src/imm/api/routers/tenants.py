@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from imm.api.deps import Admin, DbSession, MemberTenant
+from imm.api.deps import Admin, DbSession, MemberTenant, Store
+from imm.api.registry import forget_tenant_uploads
 from imm.api.schemas import CaView, TenantCreate, TenantView
 from imm.certs import describe, load_ca_certificate
 from imm.db.tables import Tenant
@@ -34,7 +35,7 @@ def tenant_view(row: Tenant, usage: dict[str, str | int] | None = None) -> Tenan
 
 
 @router.post("/tenants", status_code=201, response_model=TenantView)
-def create_tenant(body: TenantCreate, request: Request, db: DbSession, _: Admin) -> TenantView:
+def create_tenant(body: TenantCreate, db: DbSession, store: Store, _: Admin) -> TenantView:
     scope = body.scope.strip()
     if not scope or not scope.isprintable():
         raise InvalidInput("scope must be a non-empty group name of printable characters")
@@ -48,16 +49,13 @@ def create_tenant(body: TenantCreate, request: Request, db: DbSession, _: Admin)
         db.flush()
     except IntegrityError:
         raise Conflict(f"tenant {body.name!r} already exists") from None
-    store = request.app.state.store
     # The bucket is made inside the DB transaction: if it fails, the row is rolled back;
     # if the commit fails afterwards, the bucket is removed again.
-    if store is not None:
-        store.create_bucket(body.name)
+    store.create_bucket(body.name)
     try:
         db.commit()
     except Exception:
-        if store is not None:
-            store.delete_bucket(body.name)
+        store.delete_bucket(body.name)
         raise
     log.info("tenant %s created (scope %s)", body.name, scope)
     return tenant_view(row)
@@ -75,14 +73,14 @@ def get_tenant(row: MemberTenant) -> TenantView:
 
 
 @router.delete("/tenants/{tenant}", status_code=204)
-def delete_tenant(tenant: str, request: Request, db: DbSession, _: Admin) -> Response:
+def delete_tenant(tenant: str, db: DbSession, store: Store, _: Admin) -> Response:
     check_name(tenant, "tenant name")
     row = db.get(Tenant, tenant)
     if row is None:
         raise NotFound(f"tenant {tenant!r} does not exist")
-    store = request.app.state.store
-    if store is not None:
-        store.delete_bucket(tenant)
+    # Bucket first: if removing it fails, the tenant stays and the delete can be retried.
+    store.delete_bucket(tenant)
+    forget_tenant_uploads(db, tenant)
     db.delete(row)
     db.commit()
     log.info("tenant %s deleted", tenant)

@@ -1,0 +1,164 @@
+"""Multipart upload of model files, S3-style: start, parts, done or abort, and resume.
+
+A part is streamed from the socket to the store in blocks of ``BLOCK`` bytes: the API holds
+at most a few blocks of it in memory whatever the part size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Annotated
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Header, Query, Request
+
+from imm.api import registry
+from imm.api.deps import (
+    CurrentPrincipal,
+    CurrentSettings,
+    DbSession,
+    MemberTenant,
+    Store,
+    authorize_tenant,
+)
+from imm.api.schemas import (
+    PartReceived,
+    PartStatus,
+    UploadAbort,
+    UploadDone,
+    UploadedObject,
+    UploadStart,
+    UploadStarted,
+    UploadStatus,
+)
+from imm.db.engine import Database
+from imm.db.tables import Upload
+from imm.domain.errors import InvalidInput, TooLarge
+from imm.domain.keys import check_file_name, check_key
+from imm.store.base import MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_NUMBER
+
+router = APIRouter(tags=["uploads"])
+BLOCK = 1024 * 1024
+RAW_BODY = {
+    "required": True,
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
+@router.post("/tenants/{tenant}/upload/start", response_model=UploadStarted)
+def start(body: UploadStart, tenant: MemberTenant, db: DbSession, store: Store) -> UploadStarted:
+    check_file_name(body.fileName)
+    key = body.key.rstrip("/") if body.key else None
+    if key:
+        check_key(key, "key")
+    row = registry.start_upload(
+        db, store, tenant, body.modelName, body.modelVersion, body.fileName, key
+    )
+    return UploadStarted(uploadId=row.id)
+
+
+def _part_upload(
+    request: Request,
+    who: CurrentPrincipal,
+    cfg: CurrentSettings,
+    tenant: str,
+    uploadId: Annotated[str, Query(min_length=1, max_length=64)],
+) -> Upload:
+    """Resolves the upload with a short-lived session: none is held while a part streams."""
+    db: Database = request.app.state.db
+    with db.open() as session:
+        authorize_tenant(session, who, cfg, tenant)
+        return registry.get_upload(session, tenant, uploadId)
+
+
+@router.put(
+    "/tenants/{tenant}/upload",
+    response_model=PartReceived,
+    openapi_extra={"requestBody": RAW_BODY},
+)
+async def put_part(
+    request: Request,
+    upload: Annotated[Upload, Depends(_part_upload)],
+    store: Store,
+    partNumber: Annotated[int, Query()],
+    content_length: Annotated[int | None, Header()] = None,
+    content_md5: Annotated[str | None, Header()] = None,
+    x_amz_checksum_sha256: Annotated[str | None, Header()] = None,
+) -> PartReceived:
+    if not MIN_PART_NUMBER <= partNumber <= MAX_PART_NUMBER:
+        raise InvalidInput(
+            f"partNumber must be {MIN_PART_NUMBER} to {MAX_PART_NUMBER}, got {partNumber}"
+        )
+    if content_length is not None and content_length > MAX_PART_SIZE:
+        raise TooLarge(f"a part may hold at most {MAX_PART_SIZE} bytes (5000 MiB)")
+    stream = request.stream().__aiter__()
+
+    async def next_block() -> bytes | None:
+        pieces: list[bytes] = []
+        size = 0
+        while size < BLOCK:
+            try:
+                chunk = await stream.__anext__()
+            except StopAsyncIteration:
+                break
+            pieces.append(chunk)
+            size += len(chunk)
+        return b"".join(pieces) if size else None
+
+    def blocks() -> Iterator[bytes]:
+        while (block := anyio.from_thread.run(next_block)) is not None:
+            yield block
+
+    part = await anyio.to_thread.run_sync(
+        registry.put_part,
+        store,
+        upload,
+        partNumber,
+        blocks(),
+        content_length,
+        content_md5,
+        x_amz_checksum_sha256,
+    )
+    return PartReceived(ETag=part.etag, partNumber=part.number)
+
+
+@router.get("/tenants/{tenant}/upload/{upload_id}", response_model=UploadStatus)
+def status(
+    tenant: MemberTenant, upload_id: str, db: DbSession, store: Store, cfg: CurrentSettings
+) -> UploadStatus:
+    upload = registry.get_upload(db, tenant.name, upload_id)
+    parts = registry.list_parts(store, upload)
+    return UploadStatus(
+        uploadId=upload.id,
+        modelName=upload.model,
+        modelVersion=upload.version,
+        fileName=upload.file_name,
+        key=upload.key or None,
+        createdAt=upload.created_at,
+        expiresAt=upload.created_at + timedelta(hours=cfg.upload_expiry_hours),
+        parts=[PartStatus(partNumber=p.number, size=p.size, ETag=p.etag) for p in parts],
+    )
+
+
+@router.post("/tenants/{tenant}/upload/done", response_model=UploadedObject)
+def done(body: UploadDone, tenant: MemberTenant, db: DbSession, store: Store) -> UploadedObject:
+    upload = registry.get_upload(db, tenant.name, body.uploadId)
+    parts = [(p.PartNumber, p.ETag) for p in body.parts]
+    info = registry.complete_upload(db, store, upload, parts)
+    return UploadedObject(
+        modelName=upload.model,
+        modelVersion=upload.version,
+        key=info.key,
+        size=info.size,
+        ETag=info.etag,
+    )
+
+
+@router.post("/tenants/{tenant}/upload/abort")
+def abort(body: UploadAbort, tenant: MemberTenant, db: DbSession, store: Store) -> dict[str, str]:
+    upload = registry.get_upload(db, tenant.name, body.uploadId)
+    registry.abort_upload(db, store, upload)
+    return {"uploadId": body.uploadId, "status": "aborted"}
