@@ -296,7 +296,7 @@ def test_concurrent_uploads_of_two_versions(store_platform: Platform) -> None:
         try:
             with Client(store_platform.url, store_platform.token("up-conc-user")) as own:
                 upload(own, "up-conc", "twins", version, payloads[version])
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(v,)) for v in payloads]
