@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from imm.cli import admin, auth, tenants
+from imm.cli.predict import predict
 
 app = typer.Typer(
     name="imm",
@@ -28,6 +29,7 @@ app.command()(auth.logout)
 app.command()(auth.whoami)
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(admin.app, name="admin")
+app.command()(predict)
 
 if __name__ == "__main__":
     app()
