@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 from fake_kube_api import FakeKubeApiServer
-from k8s_samples import STORE, TENANT
+from k8s_samples import STORE, TENANT, endpoint
 
 from imm.config import Settings
+from imm.domain.errors import InvalidInput
+from imm.runtime.base import TenantSpec
 from imm.runtime.kubernetes import KubernetesRuntime, KubernetesSettings, names
 from imm.runtime.kubernetes.apply import ClusterError
 
@@ -80,3 +82,16 @@ def test_names_fit_kubernetes_limits() -> None:
     assert names.service("1st") == "ep-1st"  # Service names must start with a letter
     long_digit = "1" + "a" * 62
     assert len(names.service(long_digit)) == 63 and names.service(long_digit).startswith("ep-1")
+
+
+def test_a_tenant_cannot_take_the_platform_namespace(
+    runtime: KubernetesRuntime, fake_api: FakeKubeApiServer
+) -> None:
+    system = TenantSpec(name="system", scope="x", ca_pem="x")
+    with pytest.raises(InvalidInput, match="reserved"):
+        runtime.apply_tenant(system)
+    with pytest.raises(InvalidInput, match="reserved"):
+        runtime.delete_tenant("system")
+    with pytest.raises(InvalidInput, match="reserved"):
+        runtime.apply_endpoint(endpoint(tenant="system"))
+    assert fake_api.take_requests() == []

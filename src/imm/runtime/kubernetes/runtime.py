@@ -15,6 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from imm.config import Settings
+from imm.domain.errors import InvalidInput
 from imm.runtime.base import EndpointObservation, EndpointSpec, TenantSpec
 from imm.runtime.kubernetes import names, render, status
 from imm.runtime.kubernetes.apply import Applier, ClusterError, api_message
@@ -65,11 +66,20 @@ class KubernetesRuntime:
         self.api_client.close()
 
     def namespace(self, tenant: str) -> str:
-        return names.namespace(self.settings.namespace_prefix, tenant)
+        """The tenant's namespace; never the platform's or the ingress controller's (with the
+        default prefix, a tenant named ``system`` would otherwise own ``imm-system``)."""
+        ns = names.namespace(self.settings.namespace_prefix, tenant)
+        if ns in {self.settings.platform_namespace, self.settings.ingress_namespace}:
+            raise InvalidInput(
+                f"tenant name {tenant!r} is reserved on this cluster: "
+                f"namespace {ns} belongs to the platform"
+            )
+        return ns
 
     # -- tenants ----------------------------------------------------------------------------
 
     def apply_tenant(self, spec: TenantSpec) -> None:
+        self.namespace(spec.name)
         self.applier.apply_all(
             render.render_tenant(spec, self.settings, self.store, self._platform_tls())
         )
@@ -110,6 +120,7 @@ class KubernetesRuntime:
 
     def apply_endpoint(self, spec: EndpointSpec) -> None:
         """Creates, updates (a changed model or version rolls the pods) or scales (0 too)."""
+        self.namespace(spec.tenant)
         self.applier.apply_all(render.render_endpoint(spec, self.settings, self.store, self.domain))
 
     def delete_endpoint(self, tenant: str, name: str) -> None:
