@@ -264,3 +264,58 @@ def saved_model(path: Path) -> Path:
         module, str(path), signatures={"serving_default": module.serve, "double": module.double}
     )
     return path
+
+
+def write_pki(folder: Path, server_name: str = "model.test") -> dict[str, Path]:
+    """A CA, a server certificate for ``server_name`` and a client certificate, as PEM files."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def issue(cn, key, issuer_name, issuer_key, ca=False, san=None):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(cn))
+            .issuer_name(issuer_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if san:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False
+            )
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = issue("Test CA", ca_key, name("Test CA"), ca_key, ca=True)
+    files: dict[str, Path] = {}
+    for label, cert, key in [("ca", ca, ca_key)] + [
+        (label, issue(cn, k, ca.subject, ca_key, san=san), k)
+        for label, cn, san, k in [
+            ("server", server_name, server_name, ec.generate_private_key(ec.SECP256R1())),
+            ("client", "client-1", None, ec.generate_private_key(ec.SECP256R1())),
+        ]
+    ]:
+        files[label] = folder / f"{label}.pem"
+        files[label].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        files[f"{label}-key"] = folder / f"{label}.key"
+        files[f"{label}-key"].write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return files

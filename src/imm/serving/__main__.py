@@ -12,7 +12,10 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
+
+import grpc
 
 from imm.serving import logs
 from imm.serving.backends import RuntimeOptions, load
@@ -80,6 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=64 * 1024 * 1024,
         help="larger requests fail with RESOURCE_EXHAUSTED",
     )
+    _flag(p, "ssl-cert-file", type=Path, help="serve TLS with this certificate (PEM)")
+    _flag(p, "ssl-key-file", type=Path, help="private key of --ssl-cert-file (PEM)")
+    _flag(p, "ssl-client-ca-file", type=Path, help="require client certificates from this CA")
     _flag(p, "grace-period", type=float, default=30.0, help="seconds to finish calls on SIGTERM")
     _flag(
         p,
@@ -92,7 +98,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.model_version is not None and args.model_version < 0:
         p.error("--model-version must not be negative")
+    if (args.ssl_cert_file is None) != (args.ssl_key_file is None):
+        p.error("--ssl-cert-file and --ssl-key-file go together")
+    if args.ssl_client_ca_file and not args.ssl_cert_file:
+        p.error("--ssl-client-ca-file needs --ssl-cert-file and --ssl-key-file")
     return args
+
+
+def _credentials(args: argparse.Namespace) -> grpc.ServerCredentials | None:
+    """TLS straight at the replica, for deployments without the mTLS ingress in front."""
+    if args.ssl_cert_file is None:
+        return None
+    ca = args.ssl_client_ca_file.read_bytes() if args.ssl_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(args.ssl_key_file.read_bytes(), args.ssl_cert_file.read_bytes())],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         max_request_bytes=args.max_request_bytes,
     )
     try:
+        options = replace(options, credentials=_credentials(args))
         server = ModelServer(handlers, metrics, options)
         if args.metrics_port is not None:
             metrics.serve(args.metrics_port, args.metrics_host or args.host)

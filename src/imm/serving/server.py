@@ -35,6 +35,7 @@ class ServerOptions:
     port: int = 8500
     workers: int = 8
     max_request_bytes: int = 64 * 1024 * 1024
+    credentials: grpc.ServerCredentials | None = None  # TLS; None: plaintext
 
 
 def _truncate(message: str) -> str:
@@ -115,7 +116,10 @@ class ModelServer:
         address = f"{options.host}:{options.port}"
         if ":" in options.host and not options.host.startswith("["):
             address = f"[{options.host}]:{options.port}"
-        self.port = self._server.add_insecure_port(address)
+        if options.credentials is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, options.credentials)
 
     def _set_health(self, status: int) -> None:
         for service in ("", *SERVICES):
