@@ -76,6 +76,7 @@ def test_create_tenant_applies_namespace_quota_secrets_and_network_policy(
     assert ns is not None
     assert ns["metadata"]["labels"]["imm.io/tenant"] == "acme"
     assert ns["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "imm"
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     quota = fake_api.get("resourcequotas", "imm-quota", NS)
     assert quota is not None
     assert quota["spec"]["hard"] == {

@@ -61,7 +61,9 @@ def render_tenant(
             "apiVersion": "v1",
             "kind": "Namespace",
             "metadata": {
-                **_meta(ns, None, labels),
+                # The model servers meet the "restricted" Pod Security Standard; enforcing
+                # it keeps anything else out of a tenant's namespace too.
+                **_meta(ns, None, {**labels, "pod-security.kubernetes.io/enforce": "restricted"}),
                 "annotations": {f"{names.LABEL_PREFIX}/scope": spec.scope},
             },
         },
