@@ -361,3 +361,78 @@ def test_put_part_memory_stays_flat(store: ModelStore, bucket: str) -> None:
         tracemalloc.stop()
     assert peak < 8 * MiB
     assert store.list_parts(bucket, KEY, upload_id)[0].size == 64 * MiB
+
+
+# -- uploads that announce their part size (the filesystem store writes those in place) ---
+
+
+def put_all(
+    store: ModelStore, upload_id: str, parts: dict[int, bytes], workers: int = 4
+) -> list[tuple[int, str]]:
+    def send(item: tuple[int, bytes]) -> tuple[int, str]:
+        number, data = item
+        return number, store.put_part(
+            TENANT, KEY, upload_id, number, chunked(data), size=len(data)
+        ).etag
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return sorted(pool.map(send, parts.items()))
+
+
+def test_sized_upload_in_any_order_reads_back(store: ModelStore, bucket: str) -> None:
+    parts = {n: os.urandom(MIN_PART_SIZE) for n in range(1, 5)} | {5: os.urandom(777)}
+    upload_id = store.start_upload(bucket, KEY, part_size=MIN_PART_SIZE)
+    done = put_all(store, upload_id, dict(reversed(parts.items())))
+    info = store.complete_upload(bucket, KEY, upload_id, done)
+    assert info.etag == multipart_etag(list(parts.values()))
+    assert read(store, bucket, KEY) == b"".join(parts.values())
+
+
+def test_sized_upload_resent_and_refused_parts(store: ModelStore, bucket: str) -> None:
+    one, two, two_again, three = (os.urandom(MIN_PART_SIZE) for _ in range(4))
+    upload_id = store.start_upload(bucket, KEY, part_size=MIN_PART_SIZE)
+    with pytest.raises(InvalidInput):  # a refused first attempt leaves its slot reusable
+        store.put_part(bucket, KEY, upload_id, 1, chunked(one), md5_b64=b64(b"x" * 16))
+    put_all(store, upload_id, {1: one, 2: two, 3: three})
+    with pytest.raises(InvalidInput):  # a refused resend leaves the recorded part intact
+        store.put_part(bucket, KEY, upload_id, 2, chunked(two_again), size=len(two_again) - 1)
+    assert read_parts(store, upload_id) == [md5_etag(one), md5_etag(two), md5_etag(three)]
+    done = put_all(store, upload_id, {2: two_again})
+    parts = [(1, md5_etag(one)), *done, (3, md5_etag(three))]
+    store.complete_upload(bucket, KEY, upload_id, parts)
+    assert read(store, bucket, KEY) == one + two_again + three
+
+
+def read_parts(store: ModelStore, upload_id: str) -> list[str]:
+    return [p.etag for p in store.list_parts(TENANT, KEY, upload_id)]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "numbers"),
+    [
+        ([6 * MiB, 6 * MiB, 100], [1, 2, 3]),  # larger than announced
+        ([MIN_PART_SIZE, MIN_PART_SIZE, 100], [1, 3, 7]),  # gaps in the numbering
+        ([MIN_PART_SIZE + 1, MIN_PART_SIZE, 100], [1, 2, 3]),  # mixed sizes
+    ],
+    ids=["larger", "gaps", "mixed"],
+)
+def test_sized_upload_with_other_parts_still_works(
+    store: ModelStore, bucket: str, sizes: list[int], numbers: list[int]
+) -> None:
+    parts = {n: os.urandom(s) for n, s in zip(numbers, sizes, strict=True)}
+    upload_id = store.start_upload(bucket, KEY, part_size=MIN_PART_SIZE)
+    store.put_part(bucket, KEY, upload_id, 9, [b"not used"])
+    done = put_all(store, upload_id, parts)
+    store.complete_upload(bucket, KEY, upload_id, done)
+    assert read(store, bucket, KEY) == b"".join(parts.values())
+
+
+def test_sized_upload_of_one_small_part(store: ModelStore, bucket: str) -> None:
+    upload_id = store.start_upload(bucket, KEY, part_size=MIN_PART_SIZE)
+    done = put_all(store, upload_id, {1: b"tiny"})
+    store.complete_upload(bucket, KEY, upload_id, done)
+    assert read(store, bucket, KEY) == b"tiny"
+    upload_id = store.start_upload(bucket, "resnet/1/empty", part_size=MIN_PART_SIZE)
+    info = store.put_part(bucket, "resnet/1/empty", upload_id, 1, [], size=0)
+    store.complete_upload(bucket, "resnet/1/empty", upload_id, [(1, info.etag)])
+    assert read(store, bucket, "resnet/1/empty") == b""

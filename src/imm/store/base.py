@@ -81,8 +81,11 @@ class ModelStore(Protocol):
 
     def bucket_exists(self, tenant: str) -> bool: ...
 
-    def start_upload(self, tenant: str, key: str) -> str:
-        """Returns the backend's upload id (opaque, URL-safe)."""
+    def start_upload(self, tenant: str, key: str, part_size: int | None = None) -> str:
+        """Returns the backend's upload id (opaque, URL-safe). ``part_size`` is an optional
+        hint, the size of every part but the last: it lets the filesystem store write
+        parts straight to their final place (no copy on completion). Parts of other sizes
+        are still accepted."""
 
     def put_part(
         self,

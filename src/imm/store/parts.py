@@ -11,10 +11,16 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Iterable
-from typing import BinaryIO
+from typing import Protocol
 
 from imm.domain.errors import InvalidInput, TooLarge
 from imm.store.base import MAX_PART_SIZE
+
+
+class Sink(Protocol):
+    """Where part bytes go: a file object, or a writer at a fixed offset of a file."""
+
+    def write(self, data: bytes, /) -> object: ...
 
 
 def _digest(value: str, length: int, header: str) -> bytes:
@@ -44,7 +50,7 @@ def multipart_etag(part_md5_hex: list[str]) -> str:
 
 def write_part(
     chunks: Iterable[bytes],
-    out: BinaryIO,
+    out: Sink,
     size: int | None = None,
     md5_b64: str | None = None,
     sha256_b64: str | None = None,

@@ -161,9 +161,10 @@ class S3Store:
 
     # -- uploads ---------------------------------------------------------------------------
 
-    def start_upload(self, tenant: str, key: str) -> str:
+    def start_upload(self, tenant: str, key: str, part_size: int | None = None) -> str:
         """Checks the bucket first: some servers (SeaweedFS) create missing buckets on
-        upload, and a deleted tenant must not come back that way."""
+        upload, and a deleted tenant must not come back that way. S3 needs no part size
+        hint."""
         bucket = self.bucket_name(tenant)
         checks.key(key)
         if not self.bucket_exists(tenant):
