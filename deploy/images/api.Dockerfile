@@ -17,12 +17,12 @@ FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/imm/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    IMM_DATA_DIR=/var/lib/imm \
+    IMM_DATA_DIR=/var/lib/imm/data \
     IMM_API_LISTEN=0.0.0.0:8000 \
     IMM_RUNTIME=kubernetes
 RUN groupadd --gid 10001 imm \
  && useradd --uid 10001 --gid imm --no-create-home --home-dir /var/lib/imm --shell /usr/sbin/nologin imm \
- && install -d -o imm -g imm -m 0700 /var/lib/imm
+ && install -d -o imm -g imm -m 0700 /var/lib/imm /var/lib/imm/data
 COPY --from=build /opt/imm /opt/imm
 USER 10001:10001
 EXPOSE 8000
