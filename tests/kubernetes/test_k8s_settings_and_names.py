@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from k8s_samples import STORE, TENANT, endpoint
 
 from imm.config import Settings
 from imm.domain.errors import InvalidInput
-from imm.runtime.base import TenantSpec
+from imm.runtime.base import Runtime, TenantSpec
 from imm.runtime.kubernetes import KubernetesRuntime, KubernetesSettings, names
 from imm.runtime.kubernetes.apply import ClusterError
 
@@ -95,3 +96,15 @@ def test_a_tenant_cannot_take_the_platform_namespace(
     with pytest.raises(InvalidInput, match="reserved"):
         runtime.apply_endpoint(endpoint(tenant="system"))
     assert fake_api.take_requests() == []
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["apply_tenant", "delete_tenant", "apply_endpoint", "delete_endpoint", "observe_endpoint"],
+)
+def test_the_runtime_has_the_protocol_signatures(method: str) -> None:
+    """The reconciler holds a ``Runtime``; this one must be a drop-in for the local one."""
+    wanted = inspect.signature(getattr(Runtime, method))
+    actual = inspect.signature(getattr(KubernetesRuntime, method))
+    assert list(actual.parameters) == list(wanted.parameters)
+    assert str(actual.return_annotation) == str(wanted.return_annotation)
