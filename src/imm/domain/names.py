@@ -40,3 +40,26 @@ def check_version(value: object, what: str = "model version") -> int:
     if not isinstance(value, int) or not 1 <= value <= VERSION_MAX:
         raise InvalidInput(f"{what} must be a positive integer, got {value!r}")
     return value
+
+
+SUBJECT_MAX = 64
+# Characters that need escaping in an RFC 2253 distinguished name (as nginx and OpenSSL
+# print a client subject) or in an nginx string: refused, so the ingress's exact CN check
+# compares plain text with plain text.
+SUBJECT_FORBIDDEN = set('/,=+"\\<>;$#')
+
+
+def check_subject_name(value: object) -> str:
+    """A client certificate's subject CN that an endpoint admits."""
+    if not isinstance(value, str):
+        raise InvalidInput("subjectName must be a string")
+    if not 1 <= len(value) <= SUBJECT_MAX:
+        raise InvalidInput(f"subjectName must be 1 to {SUBJECT_MAX} characters long")
+    if not all(" " <= c <= "~" for c in value):
+        raise InvalidInput("subjectName must consist of printable ASCII characters")
+    bad = sorted(set(value) & SUBJECT_FORBIDDEN)
+    if bad:
+        raise InvalidInput(f"subjectName must not contain {' '.join(bad)}")
+    if value != value.strip():
+        raise InvalidInput("subjectName must not start or end with a space")
+    return value

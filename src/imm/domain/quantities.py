@@ -23,6 +23,8 @@ def parse(value: object, key: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise InvalidInput(f"{key} must be a quantity such as '500m', '2' or '512Mi'")
     text = str(value).strip()
+    if not text or any(c.isspace() for c in text):
+        raise InvalidInput(f"{key}: {text!r} is not a Kubernetes quantity (no spaces allowed)")
     try:
         amount = parse_quantity(text)
     except (ValueError, ArithmeticError):
