@@ -85,6 +85,14 @@ def _copy_range(dst: int, src: Path, src_offset: int, count: int, at: int) -> in
     return at
 
 
+def _start_writeback(fd: int, offset: int, count: int) -> None:
+    """Lets the disk write this part while the next ones arrive, so the fsync at completion
+    has little left to do (on Linux, DONTNEED starts writeback of dirty pages without
+    waiting). Without it the kernel would start only after ~30 s or gigabytes of dirt."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.posix_fadvise(fd, offset, count, os.POSIX_FADV_DONTNEED)
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -186,6 +194,7 @@ class UploadFolder:
                 written, digest = write_part(
                     chunks, _WriterAt(fd, offset), size, md5_b64, sha256_b64
                 )
+                _start_writeback(fd, offset, written)
                 self._record(number, self.path / f"{number:05d}.{digest.hex()}.s{written}", None)
             finally:
                 os.close(fd)
