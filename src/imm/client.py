@@ -147,6 +147,47 @@ class Client:
     def upload_abort(self, tenant: str, upload_id: str) -> None:
         self.json("POST", f"/tenants/{seg(tenant)}/upload/abort", json={"uploadId": upload_id})
 
+    # endpoints
+    def create_endpoint(
+        self,
+        tenant: str,
+        name: str,
+        subject_name: str,
+        model: str,
+        version: int,
+        replicas: int = 1,
+        resources: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "endpointName": name,
+            "subjectName": subject_name,
+            "modelName": model,
+            "modelVersion": version,
+            "replicas": replicas,
+            "resources": resources or {},
+        }
+        return self.json("POST", f"/tenants/{seg(tenant)}/endpoints", json=body)
+
+    def list_endpoints(self, tenant: str) -> list[dict[str, Any]]:
+        return self.json("GET", f"/tenants/{seg(tenant)}/endpoints")
+
+    def get_endpoint(self, tenant: str, name: str) -> dict[str, Any]:
+        return self.json("GET", f"/tenants/{seg(tenant)}/endpoints/{seg(name)}")
+
+    def update_endpoint(self, tenant: str, name: str, **changes: Any) -> dict[str, Any]:
+        """``changes``: any of modelName, modelVersion, subjectName, resources."""
+        return self.json("PATCH", f"/tenants/{seg(tenant)}/endpoints/{seg(name)}", json=changes)
+
+    def scale_endpoint(self, tenant: str, name: str, replicas: int) -> dict[str, Any]:
+        return self.json(
+            "PATCH",
+            f"/tenants/{seg(tenant)}/endpoints/{seg(name)}/replicas",
+            json={"replicas": replicas},
+        )
+
+    def delete_endpoint(self, tenant: str, name: str) -> None:
+        self.request("DELETE", f"/tenants/{seg(tenant)}/endpoints/{seg(name)}")
+
 
 def seg(value: str) -> str:
     """One path segment, escaped, so a name can never change the route it goes to."""

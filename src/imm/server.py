@@ -14,7 +14,9 @@ from imm.api.app import create_app
 from imm.api.registry import expire_uploads
 from imm.auth.issuer.users import USERS_FILE, UserFile
 from imm.config import Settings
+from imm.control.reconciler import Reconciler
 from imm.db.engine import Database
+from imm.runtime.base import Runtime
 from imm.store import ModelStore, open_store
 
 log = logging.getLogger("imm.server")
@@ -47,10 +49,26 @@ def ensure_admin_user(settings: Settings, say: Callable[[str], None]) -> None:
         say("Updated the password of user 'admin' from IMM_ADMIN_PASSWORD.")
 
 
+def open_runtime(settings: Settings) -> Runtime:
+    """The runtime the settings choose; imported late so each mode loads only its own."""
+    if settings.runtime == "kubernetes":
+        from imm.runtime.kubernetes import KubernetesRuntime
+
+        return KubernetesRuntime.from_settings(settings)
+    from imm.runtime.local.runtime import LocalRuntime
+
+    return LocalRuntime(settings)
+
+
 def serve(settings: Settings) -> None:
     db = prepare(settings)
     store = open_store(settings)
     app = create_app(settings, db, store)
+    runtime = open_runtime(settings)
+    runtime.start()
+    reconciler = Reconciler(db, runtime, settings)
+    app.state.reconciler = reconciler
+    reconciler.start()
     sweeper = UploadSweeper(db, store, settings)
     sweeper.start()
     host, port = settings.api_host_port
@@ -64,6 +82,8 @@ def serve(settings: Settings) -> None:
         server.run()
     finally:
         sweeper.stop()
+        reconciler.stop()
+        runtime.stop()
         db.dispose()
 
 

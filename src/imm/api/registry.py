@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from imm.db.tables import Tenant, Upload
+from imm.db.tables import Endpoint, Tenant, Upload
 from imm.domain.errors import Conflict, InvalidInput, NotFound
 from imm.domain.keys import object_key, version_prefix
 from imm.domain.names import check_name, check_version
@@ -192,6 +192,18 @@ def delete_version(db: Session, store: ModelStore, tenant: str, model: str, vers
     """Removes the version's files and any upload still open into it."""
     check_version(version)
     prefix = version_prefix(model, version)
+    users = db.scalars(
+        select(Endpoint.name).where(
+            Endpoint.tenant == tenant,
+            Endpoint.model_name == model,
+            Endpoint.model_version == version,
+        )
+    ).all()
+    if users:
+        raise Conflict(
+            f"version {version} of model {model!r} is served by endpoint(s) "
+            f"{', '.join(sorted(users))}; update or delete them first"
+        )
     open_uploads = db.scalars(
         select(Upload).where(
             Upload.tenant == tenant, Upload.model == model, Upload.version == version

@@ -141,3 +141,56 @@ class ModelVersionDetail(ModelVersionView):
 class ModelView(BaseModel):
     name: str
     versions: list[ModelVersionDetail]
+
+
+Resources = dict[str, str | int | float]
+
+
+class EndpointCreate(Strict):
+    endpointName: ResourceName
+    subjectName: str = Field(description="the client certificate CN this endpoint admits")
+    modelName: ResourceName
+    modelVersion: int = Field(ge=1, le=2**63 - 1)
+    replicas: int = Field(default=1, ge=0, le=100)
+    resources: Resources = Field(
+        default_factory=dict,
+        description="per replica: requests.cpu, limits.cpu, requests.memory, limits.memory",
+    )
+
+
+class EndpointUpdate(Strict):
+    modelName: ResourceName | None = None
+    modelVersion: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    subjectName: str | None = None
+    resources: Resources | None = None
+
+
+class ReplicasUpdate(Strict):
+    replicas: int = Field(ge=0, le=100)
+
+
+class EndpointSummary(BaseModel):
+    name: str
+    url: str
+    status: str
+
+
+class EndpointView(EndpointSummary):
+    tenant: str
+    port: int
+    modelName: str
+    modelVersion: int
+    modelPath: str
+    subjectName: str
+    resources: dict[str, str]
+    replicas: int
+    readyReplicas: int
+    updatedReplicas: int
+    lastError: str | None
+    limitsEnforced: bool | None = Field(
+        description="whether limits.* are enforced on each replica (cgroups), or only accounted"
+    )
+    generation: int
+    observedGeneration: int
+    createdAt: datetime
+    updatedAt: datetime

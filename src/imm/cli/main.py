@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from imm.cli import admin, auth, models, tenants
+from imm.cli import admin, auth, endpoints, models, tenants
 from imm.cli.predict import predict
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.command()(auth.whoami)
 app.add_typer(tenants.app, name="tenants")
 app.add_typer(admin.app, name="admin")
 app.add_typer(models.app, name="models")
+app.add_typer(endpoints.app, name="endpoints")
 app.command()(predict)
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The reconciler: drives the runtime toward the desired state in the database."""

@@ -12,9 +12,11 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     ForeignKey,
+    Integer,
     String,
     Text,
     TypeDecorator,
@@ -74,3 +76,30 @@ class Upload(Base):
     object_key: Mapped[str] = mapped_column(String(1024))
     store_upload_id: Mapped[str] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Endpoint(Base):
+    """An inference endpoint: desired state (set by the API) and observed state (written
+    back by the reconciler). ``generation`` grows with every change of desired state."""
+
+    __tablename__ = "endpoints"
+
+    tenant: Mapped[str] = mapped_column(
+        ForeignKey("tenants.name", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    subject_name: Mapped[str] = mapped_column(String(64))
+    model_name: Mapped[str] = mapped_column(String(63))
+    model_version: Mapped[int] = mapped_column(BigInteger)
+    replicas: Mapped[int] = mapped_column(Integer)
+    resources: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    ready_replicas: Mapped[int] = mapped_column(Integer, default=0)
+    updated_replicas: Mapped[int] = mapped_column(Integer, default=0)
+    observed_generation: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    limits_enforced: Mapped[bool | None] = mapped_column(Boolean, nullable=True)

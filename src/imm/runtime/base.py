@@ -61,3 +61,9 @@ class Runtime(Protocol):
 
     def observe_endpoint(self, tenant: str, name: str) -> EndpointObservation | None:
         """None when the runtime holds nothing for the endpoint."""
+
+    def list_endpoints(self) -> set[tuple[str, str]]:
+        """(tenant, endpoint) of everything the runtime holds, so the reconciler can remove
+        what the database no longer wants (deleted endpoints and tenants)."""
+
+    def list_tenants(self) -> set[str]: ...

@@ -4,31 +4,39 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Response
-from sqlalchemy import select
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from imm.api.deps import Admin, DbSession, MemberTenant, Store
 from imm.api.registry import forget_tenant_uploads
+from imm.api.routers.endpoints import nudge
 from imm.api.schemas import CaView, TenantCreate, TenantView
 from imm.certs import describe, load_ca_certificate
-from imm.db.tables import Tenant
+from imm.db.tables import Endpoint, Tenant
 from imm.domain.errors import Conflict, InvalidInput, NotFound
 from imm.domain.names import check_name
 from imm.domain.quantities import normalize_quota
+from imm.domain.quota import Footprint, usage
 
 log = logging.getLogger("imm.api.tenants")
 router = APIRouter(tags=["tenants"])
 
 
-def tenant_view(row: Tenant, usage: dict[str, str | int] | None = None) -> TenantView:
+def tenant_usage(db: Session, tenant: str) -> dict[str, str | int]:
+    rows = db.scalars(select(Endpoint).where(Endpoint.tenant == tenant)).all()
+    return usage(Footprint(r.name, r.replicas, r.resources) for r in rows)
+
+
+def tenant_view(row: Tenant, usage: dict[str, str | int]) -> TenantView:
     ca = describe(row.ca_cert_pem)
     return TenantView(
         name=row.name,
         scope=row.scope,
         cert=row.ca_cert_pem,
         quota=row.quota,
-        usage=usage if usage is not None else {"endpoints": 0},
+        usage=usage,
         ca=CaView(subject=ca.subject, notAfter=ca.not_after),
         createdAt=row.created_at,
     )
@@ -58,27 +66,31 @@ def create_tenant(body: TenantCreate, db: DbSession, store: Store, _: Admin) -> 
         store.delete_bucket(body.name)
         raise
     log.info("tenant %s created (scope %s)", body.name, scope)
-    return tenant_view(row)
+    return tenant_view(row, usage([]))
 
 
 @router.get("/tenants", response_model=list[TenantView])
 def list_tenants(db: DbSession, _: Admin) -> list[TenantView]:
     rows = db.scalars(select(Tenant).order_by(Tenant.name)).all()
-    return [tenant_view(r) for r in rows]
+    return [tenant_view(r, tenant_usage(db, r.name)) for r in rows]
 
 
 @router.get("/tenants/{tenant}", response_model=TenantView)
-def get_tenant(row: MemberTenant) -> TenantView:
-    return tenant_view(row)
+def get_tenant(row: MemberTenant, db: DbSession) -> TenantView:
+    return tenant_view(row, tenant_usage(db, row.name))
 
 
 @router.delete("/tenants/{tenant}", status_code=204)
-def delete_tenant(tenant: str, db: DbSession, store: Store, _: Admin) -> Response:
+def delete_tenant(tenant: str, request: Request, db: DbSession, store: Store, _: Admin) -> Response:
     check_name(tenant, "tenant name")
     row = db.get(Tenant, tenant)
     if row is None:
         raise NotFound(f"tenant {tenant!r} does not exist")
-    # Bucket first: if removing it fails, the tenant stays and the delete can be retried.
+    # Endpoints first (the reconciler stops their replicas), then the bucket: if removing
+    # it fails, the tenant stays and the delete can be retried.
+    db.execute(delete(Endpoint).where(Endpoint.tenant == tenant))
+    db.commit()
+    nudge(request)
     store.delete_bucket(tenant)
     forget_tenant_uploads(db, tenant)
     db.delete(row)

@@ -1,0 +1,134 @@
+"""Level-triggered reconciliation, in the manner of a Kubernetes operator.
+
+Each pass reads the whole desired state, applies to the runtime what changed since it was
+last applied (and everything again now and then, in case the runtime drifted), removes what
+the runtime holds but the database no longer wants, and writes what it observes back as
+endpoint status. The API nudges it after every change; a timer covers the rest (replicas
+becoming ready, crashing, restarting).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from sqlalchemy import select
+
+from imm.config import Settings
+from imm.db.engine import Database
+from imm.db.tables import Endpoint, Tenant
+from imm.runtime.base import EndpointObservation, EndpointSpec, Runtime, TenantSpec
+
+log = logging.getLogger("imm.reconciler")
+
+
+def tenant_spec(row: Tenant) -> TenantSpec:
+    return TenantSpec(name=row.name, scope=row.scope, ca_pem=row.ca_cert_pem, quota=row.quota)
+
+
+def endpoint_spec(row: Endpoint, settings: Settings) -> EndpointSpec:
+    return EndpointSpec(
+        tenant=row.tenant,
+        name=row.name,
+        subject_name=row.subject_name,
+        model_name=row.model_name,
+        model_version=row.model_version,
+        replicas=row.replicas,
+        resources=dict(row.resources),
+        host=f"{row.name}-{row.tenant}.{settings.domain}",
+    )
+
+
+class Reconciler:
+    def __init__(
+        self,
+        db: Database,
+        runtime: Runtime,
+        settings: Settings,
+        interval: float = 1.0,
+        resync: float = 60.0,
+    ) -> None:
+        self.db = db
+        self.runtime = runtime
+        self.settings = settings
+        self.interval = interval
+        self.resync = resync
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
+        self._applied_tenants: dict[str, TenantSpec] = {}
+        self._applied: dict[tuple[str, str], EndpointSpec] = {}
+        self._last_resync = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.reconcile_once()
+            except Exception:
+                log.exception("reconcile pass failed; retrying")
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def reconcile_once(self) -> None:
+        with self.db.open() as session:
+            tenants = [tenant_spec(t) for t in session.scalars(select(Tenant)).all()]
+            endpoints = [endpoint_spec(e, self.settings) for e in session.scalars(select(Endpoint))]
+        resync = time.monotonic() - self._last_resync > self.resync
+        if resync:
+            self._last_resync = time.monotonic()
+
+        wanted_tenants = {t.name for t in tenants}
+        for spec in tenants:
+            if resync or self._applied_tenants.get(spec.name) != spec:
+                self.runtime.apply_tenant(spec)
+                self._applied_tenants[spec.name] = spec
+        wanted = {(e.tenant, e.name) for e in endpoints}
+        for spec in endpoints:
+            key = (spec.tenant, spec.name)
+            if resync or self._applied.get(key) != spec:
+                self.runtime.apply_endpoint(spec)
+                self._applied[key] = spec
+        for key in self.runtime.list_endpoints() - wanted:
+            log.info("removing endpoint %s/%s", *key)
+            self.runtime.delete_endpoint(*key)
+            self._applied.pop(key, None)
+        for name in self.runtime.list_tenants() - wanted_tenants:
+            log.info("removing tenant %s", name)
+            self.runtime.delete_tenant(name)
+            self._applied_tenants.pop(name, None)
+        self._write_status(endpoints)
+
+    def _write_status(self, endpoints: list[EndpointSpec]) -> None:
+        observed: dict[tuple[str, str], EndpointObservation] = {}
+        for spec in endpoints:
+            seen = self.runtime.observe_endpoint(spec.tenant, spec.name)
+            if seen is not None:
+                observed[(spec.tenant, spec.name)] = seen
+        if not observed:
+            return
+        with self.db.open() as session:
+            for (tenant, name), seen in observed.items():
+                row = session.get(Endpoint, (tenant, name))
+                if row is None or seen.desired_replicas != row.replicas:
+                    continue  # changed meanwhile: the next pass observes the new spec
+                row.status = seen.status
+                row.ready_replicas = seen.ready_replicas
+                row.updated_replicas = seen.updated_replicas
+                row.last_error = seen.last_error
+                row.limits_enforced = seen.limits_enforced
+                spec = self._applied.get((tenant, name))
+                if spec is not None and spec == endpoint_spec(row, self.settings):
+                    row.observed_generation = row.generation
+            session.commit()
