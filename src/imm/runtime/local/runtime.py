@@ -100,7 +100,7 @@ class LocalRuntime:
             self._tenants[spec.name] = spec
 
     def delete_tenant(self, name: str) -> None:
-        for tenant, endpoint in self.supervisor.keys():
+        for tenant, endpoint in self.supervisor.endpoints():
             if tenant == name:
                 self.supervisor.remove(tenant, endpoint)
         with self._lock:
@@ -116,7 +116,7 @@ class LocalRuntime:
         return self.supervisor.observe(tenant, name)
 
     def list_endpoints(self) -> set[tuple[str, str]]:
-        return self.supervisor.keys()
+        return self.supervisor.endpoints()
 
     def list_tenants(self) -> set[str]:
         with self._lock:

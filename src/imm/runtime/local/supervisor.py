@@ -126,7 +126,7 @@ class Supervisor:
                     self._retire(replica)
         self._wake.set()
 
-    def keys(self) -> set[tuple[str, str]]:
+    def endpoints(self) -> set[tuple[str, str]]:
         with self._lock:
             return set(self._states)
 
