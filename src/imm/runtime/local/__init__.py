@@ -1,0 +1,1 @@
+"""The local runtime: replicas are processes on this machine, the ingress is nginx."""
