@@ -63,6 +63,8 @@ class FilesystemStore:
         self._trash = self.root / ".trash"
         for path in (self.root, self._uploads, self._trash):
             path.mkdir(parents=True, exist_ok=True)
+        for leftover in self._trash.iterdir():  # deletes a crash interrupted
+            shutil.rmtree(leftover, ignore_errors=True)
 
     # -- buckets ---------------------------------------------------------------------------
 
