@@ -1,0 +1,265 @@
+"""Endpoints API: validation, quotas, isolation, and what deletion keeps and removes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from fixtures.grpc_client import TenantPki
+from fixtures.onnx_models import affine_model
+from fixtures.platform import Platform
+
+QUOTA = {
+    "requests.cpu": "1",
+    "limits.cpu": "2",
+    "requests.memory": "1Gi",
+    "limits.memory": "2Gi",
+    "maxEndpoints": 2,
+}
+SMALL = {
+    "requests.cpu": "100m",
+    "limits.cpu": "500m",
+    "requests.memory": "128Mi",
+    "limits.memory": "512Mi",
+}
+
+
+def setup_tenant(
+    platform: Platform, name: str, tmp: Path, quota: dict | None = None
+) -> httpx.Client:
+    """A tenant with a member, and model `affine` versions 1 and 2 uploaded."""
+    with platform.client() as admin:
+        response = admin.post(
+            "/tenants",
+            json={"name": name, "cert": TenantPki().ca_pem, "scope": name, "quota": quota or {}},
+        )
+        assert response.status_code == 201, response.text
+    platform.add_user(f"{name}-user", name)
+    client = platform.client(f"{name}-user")
+    for version in (1, 2):
+        data = affine_model(tmp / f"{name}-{version}.onnx", 1.0, float(version)).read_bytes()
+        upload_id = client.post(
+            f"/tenants/{name}/upload/start",
+            json={"modelName": "affine", "modelVersion": version, "fileName": "model.onnx"},
+        ).json()["uploadId"]
+        etag = client.put(
+            f"/tenants/{name}/upload",
+            params={"uploadId": upload_id, "partNumber": 1},
+            content=data,
+        ).json()["ETag"]
+        done = client.post(
+            f"/tenants/{name}/upload/done",
+            json={"uploadId": upload_id, "parts": [{"PartNumber": 1, "ETag": etag}]},
+        )
+        assert done.status_code == 200, done.text
+    return client
+
+
+def body(name: str = "ep-one", **changes: object) -> dict:
+    base = {
+        "endpointName": name,
+        "subjectName": "client",
+        "modelName": "affine",
+        "modelVersion": 1,
+        "replicas": 1,
+        "resources": {},
+    }
+    base.update(changes)
+    return base
+
+
+def endpoint_names(client: httpx.Client, tenant: str) -> list[str]:
+    return [e["name"] for e in client.get(f"/tenants/{tenant}/endpoints").json()]
+
+
+@pytest.fixture(scope="module")
+def tenant(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> httpx.Client:
+    return setup_tenant(platform, "ep-api", tmp_path_factory.mktemp("models"))
+
+
+INVALID = [
+    ("endpoint name", {"endpointName": "Bad_Name"}, 400),
+    ("endpoint name short", {"endpointName": "ab"}, 400),
+    ("subject empty", {"subjectName": ""}, 400),
+    ("subject slash", {"subjectName": "a/b"}, 400),
+    ("subject comma", {"subjectName": "a,b"}, 400),
+    ("subject equals", {"subjectName": "CN=x"}, 400),
+    ("subject control", {"subjectName": "a\x01b"}, 400),
+    ("subject too long", {"subjectName": "x" * 65}, 400),
+    ("model name", {"modelName": "NoSuch"}, 400),
+    ("version zero", {"modelVersion": 0}, 400),
+    ("version text", {"modelVersion": "one"}, 400),
+    ("replicas negative", {"replicas": -1}, 400),
+    ("replicas too many", {"replicas": 101}, 400),
+    ("replicas fraction", {"replicas": 1.5}, 400),
+    ("resources unknown key", {"resources": {"gpu": "1"}}, 400),
+    ("resources bad quantity", {"resources": {"limits.cpu": "lots"}}, 400),
+    ("resources limits below requests",
+     {"resources": {"requests.memory": "1Gi", "limits.memory": "1Mi"}}, 400),
+    ("unknown model", {"modelName": "missing"}, 404),
+    ("unknown version", {"modelVersion": 9}, 404),
+    ("unknown field", {"colour": "red"}, 400),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "change", "status"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_endpoint_is_refused_and_nothing_created(
+    tenant: httpx.Client, case: str, change: dict, status: int
+) -> None:
+    response = tenant.post("/tenants/ep-api/endpoints", json=body("ep-invalid", **change))
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "ep-invalid" not in endpoint_names(tenant, "ep-api")
+
+
+def test_create_duplicate_update_scale_delete(tenant: httpx.Client) -> None:
+    created = tenant.post("/tenants/ep-api/endpoints", json=body("ep-crud", replicas=0))
+    assert created.status_code == 201, created.text
+    view = created.json()
+    assert view["url"] == "ep-crud-ep-api.imm.localhost"
+    assert view["status"] == "scaled to 0"
+    assert (view["replicas"], view["readyReplicas"]) == (0, 0)
+
+    duplicate = tenant.post("/tenants/ep-api/endpoints", json=body("ep-crud", modelVersion=2))
+    assert duplicate.status_code == 409
+    assert tenant.get("/tenants/ep-api/endpoints/ep-crud").json()["modelVersion"] == 1
+
+    generation = view["generation"]
+    updated = tenant.patch(
+        "/tenants/ep-api/endpoints/ep-crud", json={"modelVersion": 2, "subjectName": "svc-2"}
+    )
+    assert updated.status_code == 200, updated.text
+    assert (updated.json()["modelVersion"], updated.json()["subjectName"]) == (2, "svc-2")
+    assert updated.json()["generation"] == generation + 1
+    for bad, code in (({"modelVersion": 7}, 404), ({"subjectName": "a=b"}, 400),
+                      ({"replicas": 2}, 400), ({"resources": {"cpu": "1"}}, 400)):  # fmt: skip
+        refused = tenant.patch("/tenants/ep-api/endpoints/ep-crud", json=bad)
+        assert refused.status_code == code, (bad, refused.text)
+    after = tenant.get("/tenants/ep-api/endpoints/ep-crud").json()
+    assert (after["modelVersion"], after["subjectName"]) == (2, "svc-2")
+
+    for bad in ({"replicas": -1}, {"replicas": 101}, {"replicas": "x"}, {}):
+        assert (
+            tenant.patch("/tenants/ep-api/endpoints/ep-crud/replicas", json=bad).status_code == 400
+        )
+    assert tenant.get("/tenants/ep-api/endpoints/no-such").status_code == 404
+    assert (
+        tenant.patch("/tenants/ep-api/endpoints/no-such/replicas", json={"replicas": 1}).status_code
+        == 404
+    )
+    assert tenant.delete("/tenants/ep-api/endpoints/ep-crud").status_code == 204
+    assert tenant.delete("/tenants/ep-api/endpoints/ep-crud").status_code == 404
+    assert "ep-crud" not in endpoint_names(tenant, "ep-api")
+
+
+def test_a_served_model_version_cannot_be_deleted(tenant: httpx.Client) -> None:
+    assert (
+        tenant.post("/tenants/ep-api/endpoints", json=body("ep-uses", replicas=0)).status_code
+        == 201
+    )
+    refused = tenant.delete("/tenants/ep-api/models/affine/versions/1")
+    assert refused.status_code == 409
+    assert "ep-uses" in refused.json()["detail"]
+    assert 1 in [m["version"] for m in tenant.get("/tenants/ep-api/models").json()]
+    tenant.delete("/tenants/ep-api/endpoints/ep-uses")
+    models = tenant.get("/tenants/ep-api/models").json()
+    assert {m["version"] for m in models} == {1, 2}  # the model stays after the endpoint goes
+
+
+def test_quota_refusals_change_nothing(platform: Platform, tmp_path: Path) -> None:
+    client = setup_tenant(platform, "ep-quota", tmp_path, QUOTA)
+    url = "/tenants/ep-quota/endpoints"
+
+    # Every key the quota sets must be stated.
+    missing = dict(SMALL)
+    del missing["limits.memory"]
+    refused = client.post(url, json=body("ep-q1", resources=missing))
+    assert refused.status_code == 400
+    assert "limits.memory" in refused.json()["detail"]
+
+    # 2 x 500m = 1 core of limits.cpu; fine.
+    assert client.post(url, json=body("ep-q1", replicas=2, resources=SMALL)).status_code == 201
+    usage = client.get("/tenants/ep-quota").json()["usage"]
+    assert usage == {"endpoints": 1, "requests.cpu": "200m", "limits.cpu": "1",
+                     "requests.memory": "256Mi", "limits.memory": "1Gi"}  # fmt: skip
+
+    # A second endpoint asking 3 x 500m would make 2.5 cores: refused, naming key and numbers.
+    over = client.post(url, json=body("ep-q2", replicas=3, resources=SMALL))
+    assert over.status_code == 409
+    detail = over.json()["detail"]
+    assert "limits.cpu" in detail and "2500m" in detail and "limit 2" in detail
+    assert endpoint_names(client, "ep-quota") == ["ep-q1"]
+
+    # Scaling past the quota: refused, replicas unchanged.
+    scaled = client.patch(f"{url}/ep-q1/replicas", json={"replicas": 5})
+    assert scaled.status_code == 409
+    assert client.get(f"{url}/ep-q1").json()["replicas"] == 2
+
+    # A rolling update needs room for one surge replica: 2 x 900m + 900m > 2 cores.
+    bigger = dict(SMALL, **{"limits.cpu": "900m"})
+    rolled = client.patch(f"{url}/ep-q1", json={"resources": bigger, "modelVersion": 2})
+    assert rolled.status_code == 409
+    assert "rolling update" in rolled.json()["detail"]
+    kept = client.get(f"{url}/ep-q1").json()
+    assert (kept["modelVersion"], kept["resources"]["limits.cpu"]) == (1, "500m")
+
+    # maxEndpoints 2: the third endpoint is refused even with 0 replicas.
+    assert client.post(url, json=body("ep-q2", replicas=0, resources=SMALL)).status_code == 201
+    third = client.post(url, json=body("ep-q3", replicas=0, resources=SMALL))
+    assert third.status_code == 409
+    assert "maxEndpoints" in third.json()["detail"]
+    assert endpoint_names(client, "ep-quota") == ["ep-q1", "ep-q2"]
+
+    # Usage follows what is defined.
+    client.patch(f"{url}/ep-q1/replicas", json={"replicas": 1})
+    usage = client.get("/tenants/ep-quota").json()["usage"]
+    assert (usage["endpoints"], usage["limits.cpu"], usage["limits.memory"]) == (2, "500m", "512Mi")
+
+
+def test_tenants_cannot_touch_each_others_endpoints(platform: Platform, tmp_path: Path) -> None:
+    red = setup_tenant(platform, "ep-red", tmp_path)
+    blue = setup_tenant(platform, "ep-blue", tmp_path)
+    assert (
+        blue.post("/tenants/ep-blue/endpoints", json=body("secret", replicas=0)).status_code == 201
+    )
+    for method, path, payload in (
+        ("GET", "/tenants/ep-blue/endpoints", None),
+        ("GET", "/tenants/ep-blue/endpoints/secret", None),
+        ("POST", "/tenants/ep-blue/endpoints", body("intruder", replicas=0)),
+        ("PATCH", "/tenants/ep-blue/endpoints/secret", {"modelVersion": 2}),
+        ("PATCH", "/tenants/ep-blue/endpoints/secret/replicas", {"replicas": 1}),
+        ("DELETE", "/tenants/ep-blue/endpoints/secret", None),
+    ):
+        response = red.request(method, path, json=payload)
+        assert response.status_code == 403, (method, path, response.text)
+        assert "affine" not in response.text  # nothing about the endpoint leaks
+    view = blue.get("/tenants/ep-blue/endpoints/secret").json()
+    assert (view["replicas"], view["modelVersion"]) == (0, 1)
+
+
+def test_deleting_a_tenant_stops_its_endpoints(
+    make_platform: Callable[..., Platform], tmp_path: Path
+) -> None:
+    platform = make_platform()
+    client = setup_tenant(platform, "ep-doomed", tmp_path)
+    assert client.post("/tenants/ep-doomed/endpoints", json=body("ep-live")).status_code == 201
+    pid_file = platform.data_dir / "runtime" / "replicas.pid"
+
+    def live_replicas() -> list[str]:
+        pids = pid_file.read_text().split() if pid_file.exists() else []
+        return [p for p in pids if Path(f"/proc/{p}").exists()]
+
+    deadline = time.monotonic() + 120
+    while client.get("/tenants/ep-doomed/endpoints/ep-live").json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert len(live_replicas()) == 1
+    with platform.client() as admin:
+        assert admin.delete("/tenants/ep-doomed").status_code == 204
+    deadline = time.monotonic() + 60
+    while live_replicas() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert live_replicas() == []
