@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from imm.cli import admin, auth, endpoints, models, tenants
+from imm.cli import admin, auth, certs, endpoints, models, tenants
 from imm.cli.predict import predict
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.add_typer(tenants.app, name="tenants")
 app.add_typer(admin.app, name="admin")
 app.add_typer(models.app, name="models")
 app.add_typer(endpoints.app, name="endpoints")
+app.add_typer(certs.app, name="certs")
 app.command()(predict)
 
 if __name__ == "__main__":
