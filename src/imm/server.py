@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import contextlib
 import secrets
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import uvicorn
@@ -20,6 +22,7 @@ from imm.runtime.base import Runtime
 from imm.store import ModelStore, open_store
 
 log = logging.getLogger("imm.server")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def prepare(settings: Settings, say: Callable[[str], None] = print) -> Database:
@@ -49,6 +52,21 @@ def ensure_admin_user(settings: Settings, say: Callable[[str], None]) -> None:
         say("Updated the password of user 'admin' from IMM_ADMIN_PASSWORD.")
 
 
+class PlatformServer(uvicorn.Server):
+    """uvicorn re-raises SIGINT/SIGTERM after it stops, which would kill the process before
+    the platform stops its replicas and nginx; here a signal only ends serving, and
+    ``serve`` then shuts everything down and exits 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def open_runtime(settings: Settings) -> Runtime:
     """The runtime the settings choose; imported late so each mode loads only its own."""
     if settings.runtime == "kubernetes":
@@ -75,7 +93,7 @@ def serve(settings: Settings) -> None:
     config = uvicorn.Config(
         app, host=host, port=port, log_level="info", access_log=False, lifespan="on"
     )
-    server = uvicorn.Server(config)
+    server = PlatformServer(config)
     # uvicorn installs the SIGINT/SIGTERM handlers that stop it cleanly.
     print(f"IMM API on {settings.api_url}  (issuer {settings.issuer_url})")
     try:
