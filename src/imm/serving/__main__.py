@@ -78,6 +78,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     _flag(
         p,
+        "onnx-allow-spinning",
+        action="store_true",
+        help="let idle onnxruntime threads spin (lower latency alone, less throughput shared)",
+    )
+    _flag(
+        p,
         "max-request-bytes",
         type=int,
         default=64 * 1024 * 1024,
@@ -160,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             on_chosen=chosen,
         )
         runtime = RuntimeOptions(
-            args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism
+            args.tensorflow_intra_op_parallelism,
+            args.tensorflow_inter_op_parallelism,
+            args.onnx_allow_spinning,
         )
         backend = load(fetched.path, runtime)
         servable = Servable(args.model_name, fetched.version, backend)

@@ -100,8 +100,9 @@ class Handlers:
     def _inputs(request: predict_pb2.PredictRequest, sig: Signature) -> dict[str, np.ndarray]:
         sent = request.inputs
         expected = sig.inputs
-        required = set(expected) - set(sig.defaults)
-        if not required <= set(sent.keys()) <= set(expected):
+        keys = set(sent.keys())
+        if keys != sig.input_names and not sig.required_inputs <= keys <= sig.input_names:
+            required = sig.required_inputs
             if len(sent) != len(expected) and not sig.defaults:
                 extra = set(sent.keys()) - set(expected)
                 missing = set(expected) - set(sent.keys())
@@ -126,7 +127,7 @@ class Handlers:
                     f"the request {_braces(required)}, or default input alias set: "
                     f"{_braces(sig.defaults)}",
                 )
-        arrays: dict[str, np.ndarray] = dict(sig.defaults)
+        arrays: dict[str, np.ndarray] = dict(sig.defaults) if sig.defaults else {}
         for alias, proto in sent.items():
             want = expected[alias]
             if proto.dtype != want.dtype:

@@ -7,6 +7,7 @@ of appending Python numbers one by one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,6 +15,11 @@ import numpy as np
 from imm.serving.protos import tensor_pb2, types_pb2
 
 DT = types_pb2.DataType
+# Plain ints: attribute lookups on the enum wrapper cost microseconds on the hot path.
+DT_STRING = DT.Value("DT_STRING")
+DT_HALF = DT.Value("DT_HALF")
+DT_COMPLEX64 = DT.Value("DT_COMPLEX64")
+DT_COMPLEX128 = DT.Value("DT_COMPLEX128")
 
 #: dtype enum -> numpy dtype, for every dtype this server can carry.
 NUMPY: dict[int, np.dtype] = {
@@ -23,13 +29,13 @@ NUMPY: dict[int, np.dtype] = {
     DT.DT_UINT8: np.dtype(np.uint8),
     DT.DT_INT16: np.dtype(np.int16),
     DT.DT_INT8: np.dtype(np.int8),
-    DT.DT_STRING: np.dtype(object),
-    DT.DT_COMPLEX64: np.dtype(np.complex64),
+    DT_STRING: np.dtype(object),
+    DT_COMPLEX64: np.dtype(np.complex64),
     DT.DT_INT64: np.dtype(np.int64),
     DT.DT_BOOL: np.dtype(np.bool_),
     DT.DT_UINT16: np.dtype(np.uint16),
-    DT.DT_COMPLEX128: np.dtype(np.complex128),
-    DT.DT_HALF: np.dtype(np.float16),
+    DT_COMPLEX128: np.dtype(np.complex128),
+    DT_HALF: np.dtype(np.float16),
     DT.DT_UINT32: np.dtype(np.uint32),
     DT.DT_UINT64: np.dtype(np.uint64),
 }
@@ -44,21 +50,22 @@ _FIELD: dict[int, str] = {
     DT.DT_INT16: "int_val",
     DT.DT_INT8: "int_val",
     DT.DT_UINT16: "int_val",
-    DT.DT_STRING: "string_val",
-    DT.DT_COMPLEX64: "scomplex_val",
+    DT_STRING: "string_val",
+    DT_COMPLEX64: "scomplex_val",
     DT.DT_INT64: "int64_val",
     DT.DT_BOOL: "bool_val",
-    DT.DT_COMPLEX128: "dcomplex_val",
-    DT.DT_HALF: "half_val",
+    DT_COMPLEX128: "dcomplex_val",
+    DT_HALF: "half_val",
     DT.DT_UINT32: "uint32_val",
     DT.DT_UINT64: "uint64_val",
 }
 
-# Packed repeated fields whose wire payload is exactly the little-endian array bytes.
-_RAW_PACKED_TAG: dict[int, int] = {
-    DT.DT_FLOAT: (5 << 3) | 2,
-    DT.DT_DOUBLE: (6 << 3) | 2,
-    DT.DT_BOOL: (11 << 3) | 2,
+# Packed repeated fields whose wire payload is exactly the little-endian array bytes:
+# dtype -> the field's tag byte (field number << 3 | length-delimited).
+_RAW_PACKED_TAG: dict[int, bytes] = {
+    DT.DT_FLOAT: bytes([(5 << 3) | 2]),
+    DT.DT_DOUBLE: bytes([(6 << 3) | 2]),
+    DT.DT_BOOL: bytes([(11 << 3) | 2]),
 }
 
 
@@ -84,7 +91,7 @@ def dtype_of(array: np.ndarray) -> int:
     """The DataType for a numpy array; bytes/str arrays are DT_STRING."""
     kind = array.dtype.kind
     if kind in "OSU":
-        return DT.DT_STRING
+        return DT_STRING
     try:
         return _FROM_NUMPY[array.dtype]
     except KeyError:
@@ -95,25 +102,28 @@ def shape_of(proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
     shape = proto.tensor_shape
     if shape.unknown_rank:
         raise TensorError("a tensor value cannot have unknown rank")
-    dims = tuple(d.size for d in shape.dim)
-    if any(d < 0 for d in dims):
+    dims = tuple([d.size for d in shape.dim])
+    if dims and min(dims) < 0:
         raise TensorError(f"a tensor value cannot have negative dimensions, got {list(dims)}")
     return dims
 
 
 def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     """Decode like TensorFlow: raw content wins; short typed fields repeat their last value."""
-    dtype = numpy_dtype(proto.dtype)
+    code = proto.dtype
+    dtype = NUMPY.get(code)
+    if dtype is None:
+        raise TensorError(f"dtype {dtype_name(code)} is not supported")
     shape = shape_of(proto)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     content = proto.tensor_content
     if content:
-        if proto.dtype == DT.DT_STRING:
+        if code == DT_STRING:
             return _decode_string_content(content, count).reshape(shape)
         if len(content) != count * dtype.itemsize:
             raise TensorError(
                 f"tensor_content has {len(content)} bytes, expected {count * dtype.itemsize} "
-                f"for shape {list(shape)} of {dtype_name(proto.dtype)}"
+                f"for shape {list(shape)} of {dtype_name(code)}"
             )
         return np.frombuffer(content, dtype=dtype).reshape(shape)
     return _from_typed(proto, dtype, shape, count)
@@ -123,13 +133,13 @@ def _from_typed(
     proto: tensor_pb2.TensorProto, dtype: np.dtype, shape: tuple[int, ...], count: int
 ) -> np.ndarray:
     values: Sequence = getattr(proto, _FIELD[proto.dtype])
-    if proto.dtype == DT.DT_STRING:
+    if proto.dtype == DT_STRING:
         flat = np.empty(len(values), dtype=object)
         flat[:] = list(values)
-    elif proto.dtype == DT.DT_HALF:
+    elif proto.dtype == DT_HALF:
         flat = np.asarray(values, dtype=np.uint16).view(np.float16)
-    elif proto.dtype in (DT.DT_COMPLEX64, DT.DT_COMPLEX128):
-        real = np.asarray(values, dtype=np.float32 if proto.dtype == DT.DT_COMPLEX64 else None)
+    elif proto.dtype in (DT_COMPLEX64, DT_COMPLEX128):
+        real = np.asarray(values, dtype=np.float32 if proto.dtype == DT_COMPLEX64 else None)
         if real.size % 2:
             raise TensorError("complex values come in (real, imaginary) pairs")
         flat = real.astype(dtype.type(0).real.dtype).view(dtype)
@@ -141,7 +151,7 @@ def _from_typed(
     if n > count:
         return flat[:count].reshape(shape)
     if n == 0:
-        return np.full(shape, b"" if proto.dtype == DT.DT_STRING else 0, dtype=dtype)
+        return np.full(shape, b"" if proto.dtype == DT_STRING else 0, dtype=dtype)
     out = np.empty(count, dtype=dtype)
     out[:n] = flat
     out[n:] = flat[-1]
@@ -199,19 +209,20 @@ def fill(
     dims = proto.tensor_shape.dim
     for size in array.shape:
         dims.add().size = size
-    if dtype == DT.DT_STRING:
+    if dtype == DT_STRING:
         proto.string_val.extend(_as_bytes(v) for v in array.ravel())
         return proto
-    array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
     if as_content:
-        proto.tensor_content = array.tobytes()
+        proto.tensor_content = array.tobytes()  # row-major whatever the array's strides
     elif dtype in _RAW_PACKED_TAG:
         if array.size:
             payload = array.tobytes()
-            proto.MergeFromString(_varint(_RAW_PACKED_TAG[dtype]) + _varint(len(payload)) + payload)
-    elif dtype == DT.DT_HALF:
+            proto.MergeFromString(_RAW_PACKED_TAG[dtype] + _varint(len(payload)) + payload)
+    elif dtype == DT_HALF:
         proto.half_val.extend(array.view(np.uint16).ravel().tolist())
-    elif dtype in (DT.DT_COMPLEX64, DT.DT_COMPLEX128):
+    elif dtype in (DT_COMPLEX64, DT_COMPLEX128):
         field = getattr(proto, _FIELD[dtype])
         field.extend(array.ravel().view(array.real.dtype).tolist())
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -36,12 +37,20 @@ class TensorSpec:
         return tuple(1 if d < 0 else d for d in self.shape or ())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Signature:
     inputs: Mapping[str, TensorSpec]  # alias -> spec, in model order
     outputs: Mapping[str, TensorSpec]
     method_name: str = PREDICT_METHOD
     defaults: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    @cached_property
+    def input_names(self) -> frozenset[str]:
+        return frozenset(self.inputs)
+
+    @cached_property
+    def required_inputs(self) -> frozenset[str]:
+        return frozenset(self.inputs) - frozenset(self.defaults)
 
     def to_proto(self) -> meta_graph_pb2.SignatureDef:
         proto = meta_graph_pb2.SignatureDef(method_name=self.method_name)
@@ -63,6 +72,9 @@ class Signature:
 class RuntimeOptions:
     intra_op_threads: int = 0  # 0: the runtime decides
     inter_op_threads: int = 0
+    # Idle onnxruntime pool threads spin for work by default, which burns the CPU that
+    # gRPC threads of concurrent calls need; off unless asked for.
+    allow_spinning: bool = False
 
 
 class InferenceError(Exception):
