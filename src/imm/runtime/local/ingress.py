@@ -162,12 +162,13 @@ class Ingress:
             self._prepare_dirs()
             self.pki.ensure()  # a renewed server certificate changes the text: reload
             text = self._render(routes)
-            self._routes = tuple(routes)
             master = self.pid
             if master is None or text == self._running_conf:
+                self._routes = tuple(routes)  # what start() serves
                 return False
             self._install(text)
             self._reload(master)
+            self._routes = tuple(routes)
             self._running_conf = text
             self._remove_unused_ca_files()
             return True
