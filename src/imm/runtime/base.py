@@ -51,6 +51,12 @@ class EndpointObservation:
 class Runtime(Protocol):
     """Implemented by ``runtime.local`` (processes + nginx) and ``runtime.kubernetes``."""
 
+    def start(self) -> None:
+        """Called once by ``imm up`` before the reconciler's first pass."""
+
+    def stop(self) -> None:
+        """Called once when the platform stops; the local runtime stops its replicas."""
+
     def apply_tenant(self, spec: TenantSpec) -> None: ...
 
     def delete_tenant(self, name: str) -> None: ...
