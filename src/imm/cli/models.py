@@ -54,10 +54,12 @@ class BarProgress:
             console=out,
         )
         self.task: TaskID | None = None
+        self.running = False
 
     def begin(self, total_bytes: int, files: int, parts: int) -> None:
         self.task = self.bar.add_task(f"{files} file(s), {parts} part(s)", total=total_bytes)
         self.bar.start()
+        self.running = True
 
     def advance(self, nbytes: int) -> None:
         if self.task is not None:
@@ -67,7 +69,9 @@ class BarProgress:
         self.bar.console.print(f"[yellow]{text}[/yellow]", highlight=False)
 
     def end(self) -> None:
-        self.bar.stop()
+        if self.running:
+            self.bar.stop()
+            self.running = False
 
 
 def upload_client(config: CliConfig) -> Client:
