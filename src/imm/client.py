@@ -104,11 +104,19 @@ class Client:
 
     # uploads
     def upload_start(
-        self, tenant: str, model: str, version: int, file_name: str, key: str | None = None
+        self,
+        tenant: str,
+        model: str,
+        version: int,
+        file_name: str,
+        key: str | None = None,
+        part_size: int | None = None,
     ) -> str:
         body: dict[str, Any] = {"modelName": model, "modelVersion": version, "fileName": file_name}
         if key:
             body["key"] = key
+        if part_size:
+            body["partSize"] = part_size
         return self.json("POST", f"/tenants/{seg(tenant)}/upload/start", json=body)["uploadId"]
 
     def upload_part(

@@ -85,6 +85,7 @@ def start_upload(
     version: int,
     file_name: str,
     key: str | None,
+    part_size: int | None = None,
 ) -> Upload:
     okey = object_key(model, version, file_name, key)
     open_here = db.scalars(
@@ -101,7 +102,7 @@ def start_upload(
         )
     if any(o.key == okey for o in store.list_objects(tenant.name, okey)):
         raise Conflict(f"{okey!r} has already been uploaded into this version")
-    store_id = store.start_upload(tenant.name, okey)
+    store_id = store.start_upload(tenant.name, okey, part_size=part_size)
     row = Upload(
         id=secrets.token_urlsafe(24),
         tenant=tenant.name,

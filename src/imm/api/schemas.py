@@ -76,6 +76,13 @@ class UploadStart(Strict):
     key: str | None = Field(
         default=None, description="optional folder path inside the version, e.g. 'variables'"
     )
+    partSize: int | None = Field(
+        default=None,
+        ge=5 * 1024 * 1024,
+        le=5000 * 1024 * 1024,
+        description="the size of every part but the last, if known: lets the store write "
+        "parts in place and complete without copying",
+    )
 
 
 class UploadStarted(BaseModel):

@@ -55,7 +55,7 @@ def start(body: UploadStart, tenant: MemberTenant, db: DbSession, store: Store) 
     if key:
         check_key(key, "key")
     row = registry.start_upload(
-        db, store, tenant, body.modelName, body.modelVersion, body.fileName, key
+        db, store, tenant, body.modelName, body.modelVersion, body.fileName, key, body.partSize
     )
     return UploadStarted(uploadId=row.id)
 
