@@ -58,6 +58,32 @@ class Settings(BaseSettings):
 
     runtime: Literal["local", "kubernetes"] = "local"
 
+    # The kubernetes runtime (IMM_K8S_*); imm.runtime.kubernetes.settings reads them.
+    # Unset kubeconfig: the pod's service account in a cluster, else ~/.kube/config.
+    k8s_kubeconfig: str | None = None
+    k8s_context: str | None = None
+    # A tenant's objects live in the namespace <prefix><tenant>.
+    k8s_namespace_prefix: str = Field(default="imm-", pattern=r"^[a-z0-9]([-a-z0-9]*)?$")
+    # Where the management API runs; holds the platform TLS secret copied into tenants.
+    k8s_platform_namespace: str = "imm-system"
+    k8s_model_server_image: str = "imm-model-server:0.1.0"  # point at your registry's copy
+    k8s_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    k8s_ingress_class: str = "nginx"
+    # Namespace of the ingress-nginx controller: the only source the NetworkPolicy admits.
+    k8s_ingress_namespace: str = "ingress-nginx"
+    # A kubernetes.io/tls Secret in the platform namespace for *.<domain>, copied into each
+    # tenant namespace; empty: Ingresses name none and the controller's default one serves.
+    k8s_tls_secret: str = "imm-tls"
+    # A rollout that makes no progress for this long is reported as failed.
+    k8s_progress_deadline_seconds: int = Field(default=600, ge=30)
+    # Seconds the startup probe waits for the model to download, load and warm up.
+    k8s_startup_seconds: int = Field(default=600, ge=10)
+    # A container restarted this often while crash-looping marks the endpoint failed.
+    k8s_crash_restarts: int = Field(default=3, ge=1)
+    # Optional node-local cache size for the model (an emptyDir sizeLimit), e.g. "10Gi".
+    k8s_cache_size: str | None = None
+    k8s_request_timeout_seconds: float = Field(default=30.0, gt=0)
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_kube_api import FakeKubeApiServer
+from fixtures.fake_kube_api import FakeKubeApiServer
 from k8s_samples import DOMAIN, SETTINGS, STORE
 
 from imm.runtime.kubernetes import KubernetesRuntime

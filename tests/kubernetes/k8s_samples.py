@@ -47,7 +47,6 @@ def endpoint(replicas: int = 1, version: int = 1, **changes: object) -> Endpoint
 
 
 SETTINGS = KubernetesSettings(
-    _env_file=None,  # type: ignore[call-arg]
     namespace_prefix="imm-",
     model_server_image="registry.example/imm-model-server:0.1.0",
     ingress_class="nginx",

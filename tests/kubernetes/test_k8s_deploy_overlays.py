@@ -110,6 +110,9 @@ def test_rbac_grants_what_the_runtime_calls_and_nothing_broader(
     for resource in ("namespaces", "services", "ingresses", "deployments"):
         assert _granted(rules, resource, "delete"), resource
     assert _granted(rules, "deployments", "get")
+    # The reconciler's sweep: tenant namespaces and endpoint Deployments, by label.
+    assert _granted(rules, "namespaces", "list") and _granted(rules, "deployments", "list")
+    assert not any(_granted(rules, r, "watch") for r in ("namespaces", "deployments"))
     assert _granted(rules, "events", "list") and _granted(rules, "pods", "list")
     assert not _granted(rules, "secrets", "get") and not _granted(rules, "secrets", "list")
     assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in rules)

@@ -6,7 +6,7 @@ import base64
 from typing import Any
 
 import pytest
-from fake_kube_api import FakeKubeApiServer, Recorded
+from fixtures.fake_kube_api import FakeKubeApiServer, Recorded
 from k8s_samples import CA_PEM, STORE, TENANT, endpoint
 
 from imm.runtime.kubernetes import KubernetesRuntime

@@ -6,7 +6,7 @@ import inspect
 from pathlib import Path
 
 import pytest
-from fake_kube_api import FakeKubeApiServer
+from fixtures.fake_kube_api import FakeKubeApiServer
 from k8s_samples import STORE, TENANT, endpoint
 
 from imm.config import Settings
@@ -20,11 +20,40 @@ def test_settings_come_from_imm_k8s_variables(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("IMM_K8S_MODEL_SERVER_IMAGE", "reg.example/ms:1.2.3")
     monkeypatch.setenv("IMM_K8S_INGRESS_NAMESPACE", "edge")
     monkeypatch.setenv("IMM_K8S_TLS_SECRET", "")
-    settings = KubernetesSettings()
+    monkeypatch.setenv("IMM_K8S_CRASH_RESTARTS", "5")
+    platform = Settings()
+    assert platform.k8s_model_server_image == "reg.example/ms:1.2.3"
+    settings = KubernetesSettings.from_settings(platform)
     assert settings.model_server_image == "reg.example/ms:1.2.3"
     assert settings.ingress_namespace == "edge"
     assert settings.tls_secret == ""
+    assert settings.crash_restarts == 5
     assert settings.namespace_prefix == "imm-"
+
+
+def test_the_runtime_view_has_every_k8s_setting_with_its_default() -> None:
+    """One list of settings (imm.config): the view neither adds nor drops nor redefaults."""
+    platform = {n[4:]: f.default for n, f in Settings.model_fields.items() if n.startswith("k8s_")}
+    view = {n: f.default for n, f in KubernetesSettings.model_fields.items()}
+    assert view == platform
+    assert KubernetesSettings.from_settings(Settings()) == KubernetesSettings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("IMM_K8S_NAMESPACE_PREFIX", "Imm_"),
+        ("IMM_K8S_IMAGE_PULL_POLICY", "Sometimes"),
+        ("IMM_K8S_CRASH_RESTARTS", "0"),
+        ("IMM_K8S_REQUEST_TIMEOUT_SECONDS", "0"),
+    ],
+)
+def test_bad_k8s_settings_are_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable.removeprefix("IMM_").lower()):
+        Settings()
 
 
 def test_from_settings_needs_the_s3_store() -> None:
@@ -100,7 +129,17 @@ def test_a_tenant_cannot_take_the_platform_namespace(
 
 @pytest.mark.parametrize(
     "method",
-    ["apply_tenant", "delete_tenant", "apply_endpoint", "delete_endpoint", "observe_endpoint"],
+    [
+        "start",
+        "stop",
+        "apply_tenant",
+        "delete_tenant",
+        "apply_endpoint",
+        "delete_endpoint",
+        "observe_endpoint",
+        "list_endpoints",
+        "list_tenants",
+    ],
 )
 def test_the_runtime_has_the_protocol_signatures(method: str) -> None:
     """The reconciler holds a ``Runtime``; this one must be a drop-in for the local one."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fake_kube_api import FakeKubeApiServer
+from fixtures.fake_kube_api import FakeKubeApiServer
 from k8s_samples import TENANT, endpoint
 
 from imm.runtime.kubernetes import KubernetesRuntime

@@ -17,12 +17,13 @@ from kubernetes.client.exceptions import ApiException
 from imm.config import Settings
 from imm.domain.errors import InvalidInput
 from imm.runtime.base import EndpointObservation, EndpointSpec, TenantSpec
-from imm.runtime.kubernetes import names, render, status
+from imm.runtime.kubernetes import inventory, names, render, status
 from imm.runtime.kubernetes.apply import Applier, ClusterError, api_message
 from imm.runtime.kubernetes.client import make_api_client
 from imm.runtime.kubernetes.settings import KubernetesSettings, StoreAccess
 
 log = logging.getLogger(__name__)
+STARTUP_CHECK_SECONDS = 5.0
 
 
 class KubernetesRuntime:
@@ -60,16 +61,42 @@ class KubernetesRuntime:
             region=settings.s3_region,
             bucket_prefix=settings.s3_bucket_prefix,
         )
-        return cls(k8s or KubernetesSettings(), store, settings.domain)
+        return cls(k8s or KubernetesSettings.from_settings(settings), store, settings.domain)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Says early whether the cluster answers, without holding up ``imm up``: the
+        reconciler retries every call anyway, and the API serves without a cluster."""
+        server = self.api_client.configuration.host
+        try:
+            tenants = inventory.tenant_namespaces(
+                self.applier.api(client.CoreV1Api),
+                self.settings.namespace_prefix,
+                self._reserved,
+                min(STARTUP_CHECK_SECONDS, self.settings.request_timeout_seconds),
+            )
+        except Exception as exc:  # any failure here is only news, never fatal
+            log.warning("kubernetes API server %s not usable yet: %s", server, exc)
+            return
+        log.info("kubernetes API server %s: %d tenant namespaces", server, len(tenants))
+
+    def stop(self) -> None:
+        """Nothing runs here: the cluster keeps serving the endpoints without the API."""
+        self.close()
 
     def close(self) -> None:
         self.api_client.close()
+
+    @property
+    def _reserved(self) -> set[str]:
+        return {self.settings.platform_namespace, self.settings.ingress_namespace}
 
     def namespace(self, tenant: str) -> str:
         """The tenant's namespace; never the platform's or the ingress controller's (with the
         default prefix, a tenant named ``system`` would otherwise own ``imm-system``)."""
         ns = names.namespace(self.settings.namespace_prefix, tenant)
-        if ns in {self.settings.platform_namespace, self.settings.ingress_namespace}:
+        if ns in self._reserved:
             raise InvalidInput(
                 f"tenant name {tenant!r} is reserved on this cluster: "
                 f"namespace {ns} belongs to the platform"
@@ -77,6 +104,14 @@ class KubernetesRuntime:
         return ns
 
     # -- tenants ----------------------------------------------------------------------------
+
+    def list_tenants(self) -> set[str]:
+        return inventory.tenant_namespaces(
+            self.applier.api(client.CoreV1Api),
+            self.settings.namespace_prefix,
+            self._reserved,
+            self.settings.request_timeout_seconds,
+        )
 
     def apply_tenant(self, spec: TenantSpec) -> None:
         self.namespace(spec.name)
@@ -117,6 +152,14 @@ class KubernetesRuntime:
         )
 
     # -- endpoints --------------------------------------------------------------------------
+
+    def list_endpoints(self) -> set[tuple[str, str]]:
+        return inventory.endpoint_deployments(
+            self.applier.api(client.AppsV1Api),
+            self.settings.namespace_prefix,
+            self._reserved,
+            self.settings.request_timeout_seconds,
+        )
 
     def apply_endpoint(self, spec: EndpointSpec) -> None:
         """Creates, updates (a changed model or version rolls the pods) or scales (0 too)."""

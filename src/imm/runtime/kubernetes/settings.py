@@ -1,48 +1,50 @@
-"""Settings of the kubernetes runtime (``IMM_K8S_*``).
+"""The kubernetes runtime's own view of its settings.
 
-Kept beside the runtime for now so the runtime can land without touching ``imm.config``;
-they are meant to move there unchanged (same names, same defaults).
+The settings themselves live in ``imm.config.Settings`` (``k8s_*`` fields, environment
+``IMM_K8S_*``), where the operator's input is validated and where the defaults are defined;
+this view drops the prefix so the renderers read ``settings.ingress_class``, and takes its
+defaults from there so that tests may build one from a few fields without a drift.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict
+
+from imm.config import Settings
+
+PREFIX = "k8s_"
 
 
-class KubernetesSettings(BaseSettings):
-    """Where and how tenants and endpoints land on the cluster."""
+def _default(name: str) -> Any:
+    return Settings.model_fields[PREFIX + name].default
 
-    model_config = SettingsConfigDict(env_prefix="IMM_K8S_", extra="ignore")
 
-    # Unset: in-cluster service account when running in a pod, else ~/.kube/config.
-    kubeconfig: str | None = None
-    context: str | None = None
-    # A tenant's objects live in the namespace <prefix><tenant>.
-    namespace_prefix: str = Field(default="imm-", pattern=r"^[a-z0-9]([-a-z0-9]*)?$")
-    # Where the management API runs; holds the platform TLS secret copied into tenants.
-    platform_namespace: str = "imm-system"
-    model_server_image: str = "imm-model-server:0.1.0"  # point at your registry's copy
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    ingress_class: str = "nginx"
-    # Namespace of the ingress-nginx controller: the only source the NetworkPolicy admits.
-    ingress_namespace: str = "ingress-nginx"
-    # A kubernetes.io/tls Secret in the platform namespace for *.<domain>; copied into each
-    # tenant namespace under the same name. Empty: Ingresses name no secret and the
-    # controller serves its --default-ssl-certificate.
-    tls_secret: str = "imm-tls"
-    # A rollout that makes no progress for this long is reported as failed.
-    progress_deadline_seconds: int = Field(default=600, ge=30)
-    # Seconds the startup probe waits for the model to download, load and warm up.
-    startup_seconds: int = Field(default=600, ge=10)
-    # A container restarted this often while crash-looping marks the endpoint failed.
-    crash_restarts: int = Field(default=3, ge=1)
-    # Optional node-local cache size for the model (an emptyDir sizeLimit), e.g. "10Gi".
-    cache_size: str | None = None
-    request_timeout_seconds: float = Field(default=30.0, gt=0)
+class KubernetesSettings(BaseModel):
+    """Where and how tenants and endpoints land on the cluster (see ``imm.config``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kubeconfig: str | None = _default("kubeconfig")
+    context: str | None = _default("context")
+    namespace_prefix: str = _default("namespace_prefix")
+    platform_namespace: str = _default("platform_namespace")
+    model_server_image: str = _default("model_server_image")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = _default("image_pull_policy")
+    ingress_class: str = _default("ingress_class")
+    ingress_namespace: str = _default("ingress_namespace")
+    tls_secret: str = _default("tls_secret")
+    progress_deadline_seconds: int = _default("progress_deadline_seconds")
+    startup_seconds: int = _default("startup_seconds")
+    crash_restarts: int = _default("crash_restarts")
+    cache_size: str | None = _default("cache_size")
+    request_timeout_seconds: float = _default("request_timeout_seconds")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KubernetesSettings:
+        return cls(**{name: getattr(settings, PREFIX + name) for name in cls.model_fields})
 
 
 @dataclass(frozen=True)
