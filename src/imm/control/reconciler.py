@@ -5,6 +5,10 @@ last applied (and everything again now and then, in case the runtime drifted), r
 the runtime holds but the database no longer wants, and writes what it observes back as
 endpoint status. The API nudges it after every change; a timer covers the rest (replicas
 becoming ready, crashing, restarting).
+
+A failing runtime call (a cluster refusing one object, an unreachable API server) fails only
+its own item: the others are still applied, removed and observed, and the failed one is
+tried again on the next pass.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from sqlalchemy import select
 
@@ -60,6 +65,7 @@ class Reconciler:
         self._applied_tenants: dict[str, TenantSpec] = {}
         self._applied: dict[tuple[str, str], EndpointSpec] = {}
         self._last_resync = 0.0
+        self._failing: dict[str, str] = {}  # item -> its last error, to log each change once
 
     def start(self) -> None:
         self._thread.start()
@@ -89,33 +95,62 @@ class Reconciler:
         if resync:
             self._last_resync = time.monotonic()
 
+        # Tenants first: a new tenant's endpoints need its namespace (or CA) to exist.
         wanted_tenants = {t.name for t in tenants}
         for spec in tenants:
-            if resync or self._applied_tenants.get(spec.name) != spec:
-                self.runtime.apply_tenant(spec)
+            stale = resync or self._applied_tenants.get(spec.name) != spec
+            if stale and self._attempt(
+                f"apply tenant {spec.name}", self.runtime.apply_tenant, spec
+            ):
                 self._applied_tenants[spec.name] = spec
         wanted = {(e.tenant, e.name) for e in endpoints}
         for spec in endpoints:
             key = (spec.tenant, spec.name)
-            if resync or self._applied.get(key) != spec:
-                self.runtime.apply_endpoint(spec)
+            stale = resync or self._applied.get(key) != spec
+            what = f"apply endpoint {spec.tenant}/{spec.name}"
+            if stale and self._attempt(what, self.runtime.apply_endpoint, spec):
                 self._applied[key] = spec
-        for key in self.runtime.list_endpoints() - wanted:
-            log.info("removing endpoint %s/%s", *key)
-            self.runtime.delete_endpoint(*key)
-            self._applied.pop(key, None)
-        for name in self.runtime.list_tenants() - wanted_tenants:
-            log.info("removing tenant %s", name)
-            self.runtime.delete_tenant(name)
-            self._applied_tenants.pop(name, None)
+        held: set[tuple[str, str]] = set()
+        if self._attempt("list endpoints", lambda: held.update(self.runtime.list_endpoints())):
+            for key in sorted(held - wanted):
+                log.info("removing endpoint %s/%s", *key)
+                what = f"delete endpoint {key[0]}/{key[1]}"
+                if self._attempt(what, self.runtime.delete_endpoint, *key):
+                    self._applied.pop(key, None)
+        held_tenants: set[str] = set()
+        if self._attempt("list tenants", lambda: held_tenants.update(self.runtime.list_tenants())):
+            for name in sorted(held_tenants - wanted_tenants):
+                log.info("removing tenant %s", name)
+                if self._attempt(f"delete tenant {name}", self.runtime.delete_tenant, name):
+                    self._applied_tenants.pop(name, None)
         self._write_status(endpoints)
+
+    def _attempt(self, what: str, call: Callable[..., object], *args: object) -> bool:
+        """``call(*args)``; False after logging why it failed. A failure that repeats is
+        logged again without its traceback, so one broken item cannot flood the log."""
+        try:
+            call(*args)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            repeated = self._failing.get(what) == error
+            self._failing[what] = error
+            log.error("%s failed: %s", what, error, exc_info=not repeated)
+            return False
+        if self._failing.pop(what, None) is not None:
+            log.info("%s succeeded again", what)
+        return True
 
     def _write_status(self, endpoints: list[EndpointSpec]) -> None:
         observed: dict[tuple[str, str], EndpointObservation] = {}
         for spec in endpoints:
-            seen = self.runtime.observe_endpoint(spec.tenant, spec.name)
-            if seen is not None:
-                observed[(spec.tenant, spec.name)] = seen
+            key = (spec.tenant, spec.name)
+
+            def observe(key: tuple[str, str] = key) -> None:
+                seen = self.runtime.observe_endpoint(*key)
+                if seen is not None:
+                    observed[key] = seen
+
+            self._attempt(f"observe endpoint {spec.tenant}/{spec.name}", observe)
         if not observed:
             return
         with self.db.open() as session:
