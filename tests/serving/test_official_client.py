@@ -128,14 +128,18 @@ def test_our_messages_match_the_official_descriptors(official_available):
 
 
 def test_generated_modules_are_up_to_date(tmp_path):
+    """Regenerate in a subprocess (protoc beside TensorFlow in one process can crash)."""
     pytest.importorskip("grpc_tools")
+    gen = tmp_path / "gen"
+    done = subprocess.run(
+        [sys.executable, "-m", "imm.serving.protos.build", "--out", str(gen)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
     from imm.serving.protos import build
 
-    build.main(["--out", str(tmp_path / "gen")])
     here = Path(build.__file__).parent / "generated"
-    fresh = {
-        p.relative_to(tmp_path / "gen"): p.read_text() for p in (tmp_path / "gen").rglob("*.py*")
-    }
+    fresh = {p.relative_to(gen): p.read_text() for p in gen.rglob("*.py*")}
     committed = {p.relative_to(here): p.read_text() for p in here.rglob("*.py*")}
     assert fresh == committed, "run: python -m imm.serving.protos.build"
 
