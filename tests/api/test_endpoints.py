@@ -1,16 +1,24 @@
-"""Endpoints API: validation, quotas, isolation, and what deletion keeps and removes."""
+"""Endpoints API: validation, quotas, isolation, and what deletion keeps and removes.
+
+Every test runs on both runtimes (``make_runtime_platform``): local, and kubernetes against
+a FakeKubeApiServer playing a healthy cluster. Where a test looks past the API (replica
+processes, cluster objects), it looks where that runtime keeps them.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from fixtures.fake_kube_api import FakeKubeApiServer
 from fixtures.grpc_client import TenantPki
 from fixtures.onnx_models import affine_model
-from fixtures.platform import Platform
+from fixtures.platform import ClusterPlatform, Platform
 
 QUOTA = {
     "requests.cpu": "1",
@@ -73,6 +81,36 @@ def body(name: str = "ep-one", **changes: object) -> dict:
 
 def endpoint_names(client: httpx.Client, tenant: str) -> list[str]:
     return [e["name"] for e in client.get(f"/tenants/{tenant}/endpoints").json()]
+
+
+@pytest.fixture(scope="module")
+def cluster_platform(make_runtime_platform: Callable[..., ClusterPlatform]) -> ClusterPlatform:
+    return make_runtime_platform()
+
+
+@pytest.fixture(scope="module")
+def platform(cluster_platform: ClusterPlatform) -> Platform:
+    """Overrides the plugin's ``platform``: this module's platform, on each runtime."""
+    return cluster_platform[0]
+
+
+@pytest.fixture(scope="module")
+def cluster(cluster_platform: ClusterPlatform) -> FakeKubeApiServer | None:
+    """The fake cluster under the kubernetes runtime; None on the local runtime."""
+    return cluster_platform[1]
+
+
+def wait_for_view(
+    client: httpx.Client, path: str, done: Callable[[dict[str, Any]], bool], timeout: float = 60
+) -> dict[str, Any]:
+    """The endpoint view once the reconciler has made ``done`` true of it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        view = client.get(path).json()
+        if done(view):
+            return view
+        assert time.monotonic() < deadline, view
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -241,14 +279,20 @@ def test_tenants_cannot_touch_each_others_endpoints(platform: Platform, tmp_path
 
 
 def test_deleting_a_tenant_stops_its_endpoints(
-    make_platform: Callable[..., Platform], tmp_path: Path
+    make_runtime_platform: Callable[..., ClusterPlatform], tmp_path: Path
 ) -> None:
-    platform = make_platform()
+    platform, cluster = make_runtime_platform()
     client = setup_tenant(platform, "ep-doomed", tmp_path)
     assert client.post("/tenants/ep-doomed/endpoints", json=body("ep-live")).status_code == 201
     pid_file = platform.data_dir / "runtime" / "replicas.pid"
 
     def live_replicas() -> list[str]:
+        """Replica processes (local), or the endpoint's Deployment and the tenant's
+        namespace (kubernetes: the cluster stops the pods of what is deleted)."""
+        if cluster is not None:
+            return cluster.names("deployments", "imm-ep-doomed") + [
+                n for n in cluster.names("namespaces") if n == "imm-ep-doomed"
+            ]
         pids = pid_file.read_text().split() if pid_file.exists() else []
         return [p for p in pids if Path(f"/proc/{p}").exists()]
 
@@ -256,10 +300,164 @@ def test_deleting_a_tenant_stops_its_endpoints(
     while client.get("/tenants/ep-doomed/endpoints/ep-live").json()["status"] != "running":
         assert time.monotonic() < deadline
         time.sleep(0.3)
-    assert len(live_replicas()) == 1
+    assert len(live_replicas()) == (1 if cluster is None else 2)
     with platform.client() as admin:
         assert admin.delete("/tenants/ep-doomed").status_code == 204
     deadline = time.monotonic() + 60
     while live_replicas() and time.monotonic() < deadline:
         time.sleep(0.3)
     assert live_replicas() == []
+
+
+# -- the kubernetes runtime: what the API's changes do to the cluster -------------------------
+
+K8S_NS = "imm-ep-api"
+
+
+def cluster_only(cluster: FakeKubeApiServer | None) -> FakeKubeApiServer:
+    if cluster is None:
+        pytest.skip("looks into the cluster; the local runtime's replicas are shown in tests/e2e")
+    return cluster
+
+
+def test_endpoint_changes_reach_the_cluster(
+    tenant: httpx.Client, cluster: FakeKubeApiServer | None
+) -> None:
+    fake = cluster_only(cluster)
+    path = "/tenants/ep-api/endpoints/ep-kube"
+    created = tenant.post(
+        "/tenants/ep-api/endpoints", json=body("ep-kube", replicas=2, resources=SMALL)
+    )
+    assert created.status_code == 201, created.text
+    view = wait_for_view(tenant, path, lambda v: v["status"] == "running")
+    assert (view["replicas"], view["readyReplicas"], view["lastError"]) == (2, 2, None)
+    assert view["observedGeneration"] == view["generation"]
+
+    def deployment() -> dict[str, Any]:
+        found = fake.get("deployments", "ep-kube", K8S_NS)
+        assert found is not None
+        return found
+
+    spec = deployment()["spec"]
+    assert spec["replicas"] == 2
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"cpu": "500m", "memory": "512Mi"},
+    }
+    service = fake.get("services", "ep-kube", K8S_NS)
+    assert service is not None and service["spec"]["selector"] == spec["selector"]["matchLabels"]
+    ingress = fake.get("ingresses", "ep-kube", K8S_NS)
+    assert ingress is not None
+    assert ingress["spec"]["rules"][0]["host"] == view["url"] == "ep-kube-ep-api.imm.localhost"
+
+    scaled = tenant.patch(f"{path}/replicas", json={"replicas": 3})
+    assert scaled.status_code == 200, scaled.text
+    view = wait_for_view(tenant, path, lambda v: v["readyReplicas"] == 3)
+    assert view["status"] == "running" and deployment()["spec"]["replicas"] == 3
+
+    generation = deployment()["metadata"]["generation"]
+    updated = tenant.patch(path, json={"modelVersion": 2, "subjectName": "svc-2"})
+    assert updated.status_code == 200, updated.text
+    view = wait_for_view(tenant, path, lambda v: v["observedGeneration"] == v["generation"])
+    assert (view["status"], view["readyReplicas"], view["modelVersion"]) == ("running", 3, 2)
+    rolled = deployment()
+    assert rolled["metadata"]["generation"] == generation + 1  # a new pod template: pods roll
+    assert rolled["spec"]["template"]["metadata"]["labels"]["imm.io/model-version"] == "2"
+    ingress = fake.get("ingresses", "ep-kube", K8S_NS)
+    assert ingress is not None
+    assert (
+        "CN=svc\\-2("
+        in ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-tls-match-cn"]
+    )
+
+    assert tenant.patch(f"{path}/replicas", json={"replicas": 0}).status_code == 200
+    # The API says "scaled to 0" at once; ready replicas count down as the cluster reports.
+    view = wait_for_view(tenant, path, lambda v: v["readyReplicas"] == 0)
+    assert (view["status"], view["replicas"]) == ("scaled to 0", 0)
+    assert deployment()["spec"]["replicas"] == 0  # the endpoint stays defined
+
+    assert tenant.delete(path).status_code == 204
+    deadline = time.monotonic() + 60
+    while fake.get("deployments", "ep-kube", K8S_NS) is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert fake.get("services", "ep-kube", K8S_NS) is None
+    assert fake.get("ingresses", "ep-kube", K8S_NS) is None
+    assert tenant.get(path).status_code == 404
+
+
+QUOTA_REFUSAL = (
+    'pods "ep-full-6b7c9d8f4-abcde" is forbidden: exceeded quota: imm-quota, '
+    "requested: limits.cpu=500m, used: limits.cpu=2, limited: limits.cpu=2"
+)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_quota_refusal_in_the_cluster_shows_as_last_error(
+    tenant: httpx.Client, cluster: FakeKubeApiServer | None
+) -> None:
+    """The cluster's quota refuses the replacement of a pod (something else took the room):
+    the Deployment reports no ready replica and its ReplicaSet a FailedCreate event."""
+    fake = cluster_only(cluster)
+    path = "/tenants/ep-api/endpoints/ep-full"
+    assert tenant.post("/tenants/ep-api/endpoints", json=body("ep-full")).status_code == 201
+    wait_for_view(tenant, path, lambda v: v["status"] == "running")
+    healthy = fake.get("deployments", "ep-full", K8S_NS)
+    assert healthy is not None
+    now = datetime.now(UTC)
+    fake.set_status(
+        "deployments",
+        K8S_NS,
+        "ep-full",
+        {
+            "observedGeneration": healthy["metadata"]["generation"],
+            "replicas": 0,
+            "updatedReplicas": 0,
+            "readyReplicas": 0,
+            "availableReplicas": 0,
+            "conditions": [
+                {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+                 "message": "Deployment does not have minimum availability."},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                 "message": "ReplicaSet has successfully progressed.",
+                 "lastUpdateTime": _stamp(now - timedelta(minutes=5)),
+                 "lastTransitionTime": _stamp(now - timedelta(minutes=5))},
+                {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                 "message": QUOTA_REFUSAL},
+            ],
+        },
+    )  # fmt: skip
+    fake.put(
+        "events",
+        {
+            "metadata": {"name": "ep-full-6b7c9d8f4.quota", "namespace": K8S_NS},
+            "involvedObject": {
+                "kind": "ReplicaSet",
+                "name": "ep-full-6b7c9d8f4",
+                "namespace": K8S_NS,
+            },
+            "reason": "FailedCreate",
+            "message": f"Error creating: {QUOTA_REFUSAL}",
+            "type": "Warning",
+            "count": 4,
+            "firstTimestamp": _stamp(now),
+            "lastTimestamp": _stamp(now),
+        },
+    )
+    view = wait_for_view(tenant, path, lambda v: v["status"] == "failed")
+    assert view["readyReplicas"] == 0
+    assert view["lastError"].startswith("FailedCreate: Error creating:")
+    assert "exceeded quota: imm-quota" in view["lastError"]
+    listed = {e["name"]: e["status"] for e in tenant.get("/tenants/ep-api/endpoints").json()}
+    assert listed["ep-full"] == "failed"
+
+    # Room again: the pod is created and the error goes.
+    status = dict(healthy["status"])
+    fake.set_status("deployments", K8S_NS, "ep-full", status)
+    view = wait_for_view(tenant, path, lambda v: v["status"] == "running")
+    assert view["lastError"] is None
+    assert tenant.delete(path).status_code == 204
