@@ -4,6 +4,7 @@ through the real client against FakeKubeApiServer."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -104,29 +105,29 @@ def test_start_checks_the_cluster_once_and_stop_closes_the_client(
     runtime.apply_tenant(TENANT)
     fake_api.take_requests()
     with caplog.at_level(logging.INFO, logger="imm.runtime.kubernetes.runtime"):
-        runtime.start()
+        assert runtime.check_cluster() is True
     assert [r.verb for r in fake_api.take_requests()] == ["list"]
     assert f"kubernetes API server {fake_api.url}: 1 tenant namespaces" in caplog.text
+    runtime.start()  # the same check, in the background
+    deadline = time.monotonic() + 30
+    while not fake_api.requests:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     runtime.stop()
-    assert fake_api.take_requests() == []
 
 
-def test_start_without_a_cluster_warns_and_returns(
+def test_without_a_cluster_the_check_warns_and_start_returns(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``imm up`` must come up (and serve the API) while the cluster is unreachable."""
-    fake = FakeKubeApiServer()
-    kubeconfig = tmp_path / "kubeconfig"
-    fake.start()
-    fake.write_kubeconfig(kubeconfig)
+    fake = FakeKubeApiServer().start()
+    path = fake.write_kubeconfig(tmp_path / "kubeconfig")
     fake.stop()  # nothing listens there any more
-    kubeconfig.write_text(
-        kubeconfig.read_text().replace(fake.url, f"http://127.0.0.1:{free_port()}")
-    )
-    runtime = KubernetesRuntime(
-        SETTINGS.model_copy(update={"kubeconfig": str(kubeconfig)}), STORE, "d"
-    )
+    path.write_text(path.read_text().replace(fake.url, f"http://127.0.0.1:{free_port()}"))
+    settings = SETTINGS.model_copy(update={"kubeconfig": str(path)})
+    runtime = KubernetesRuntime(settings, STORE, "d")
+    runtime.start()
     with caplog.at_level(logging.WARNING, logger="imm.runtime.kubernetes.runtime"):
-        runtime.start()
+        assert runtime.check_cluster() is False
     assert "not usable yet" in caplog.text
     runtime.stop()

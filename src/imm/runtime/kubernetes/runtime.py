@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -66,8 +67,13 @@ class KubernetesRuntime:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Says early whether the cluster answers, without holding up ``imm up``: the
-        reconciler retries every call anyway, and the API serves without a cluster."""
+        """Says early whether the cluster answers, in the background: an unreachable API
+        server can take the client's retries times the timeout to fail, and ``imm up`` must
+        serve the API meanwhile (the reconciler retries every call anyway)."""
+        threading.Thread(target=self.check_cluster, name="k8s-check", daemon=True).start()
+
+    def check_cluster(self) -> bool:
+        """One cheap call the runtime needs anyway (list tenant namespaces); logs its outcome."""
         server = self.api_client.configuration.host
         try:
             tenants = inventory.tenant_namespaces(
@@ -76,10 +82,11 @@ class KubernetesRuntime:
                 self._reserved,
                 min(STARTUP_CHECK_SECONDS, self.settings.request_timeout_seconds),
             )
-        except Exception as exc:  # any failure here is only news, never fatal
+        except Exception as exc:  # only news, never fatal
             log.warning("kubernetes API server %s not usable yet: %s", server, exc)
-            return
+            return False
         log.info("kubernetes API server %s: %d tenant namespaces", server, len(tenants))
+        return True
 
     def stop(self) -> None:
         """Nothing runs here: the cluster keeps serving the endpoints without the API."""
