@@ -252,10 +252,11 @@ class Uploader:
             if entry is None:
                 upload_id = self._retry(
                     lambda s=spec: self.client.upload_start(
-                        self.req.tenant, self.req.model, self.req.version, s.file_name, s.key
-                    ),
+                        self.req.tenant, self.req.model, self.req.version, s.file_name, s.key,
+                        part_size=journal.part_size if s.size > journal.part_size else None,
+                    ),  # the size lets the filesystem store write parts in place
                     f"starting {spec.relative}",
-                )
+                )  # fmt: skip
                 entry = FileEntry(spec.relative, upload_id, spec.size, mtime)
                 journal.files[spec.relative] = entry
                 journal.save()
@@ -309,7 +310,7 @@ class Uploader:
         def attempt() -> dict:
             sent = 0
 
-            def body() -> Iterator[memoryview]:
+            def body() -> Iterator[bytes]:
                 nonlocal sent
                 for chunk in source.chunks():
                     if self.cancel.is_set():
