@@ -176,3 +176,24 @@ def _identity():
         [helper.make_tensor_value_info("v", TensorProto.FLOAT, [None, 3])],
         [helper.make_tensor_value_info("w", TensorProto.FLOAT, [None, 3])],
     )
+
+
+def test_several_processes_share_the_port(serve, tmp_path):
+    arith_model(tmp_path / "models" / "1" / "m.onnx")
+    server = serve(tmp_path / "models", "--processes", "2")
+    channels = [grpc.insecure_channel(server.address) for _ in range(6)]
+    try:
+        from imm.serving.protos.services import Stub
+
+        for channel in channels:  # separate connections, spread over the workers
+            reply = Stub(channel).Predict(predict_request({"a": A, "b": A}), timeout=30)
+            np.testing.assert_array_equal(to_ndarray(reply.outputs["sum"]), A * 2)
+    finally:
+        for channel in channels:
+            channel.close()
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    text = urllib.request.urlopen(url, timeout=30).read().decode()
+    assert 'imm_serving_requests_total{method="Predict",model="demo",version="1"} 6.0' in text
+    assert server.terminate() == 0
+    log = server.output()
+    assert log.count('"model ready"') == 2 and '"worker_codes": [0, 0]' in log

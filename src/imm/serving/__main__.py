@@ -20,9 +20,8 @@ import grpc
 from imm.serving import logs
 from imm.serving.backends import RuntimeOptions, load
 from imm.serving.errors import ModelError
-from imm.serving.fetch import fetch
+from imm.serving.fetch import Fetched, fetch
 from imm.serving.handlers import Handlers
-from imm.serving.metrics import Metrics
 from imm.serving.model import ModelState, Servable, State
 from imm.serving.server import ModelServer, ServerOptions
 
@@ -59,6 +58,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=min(32, 4 * cpus),
         help="threads handling calls concurrently (TF Serving's default: 4 per CPU)",
+    )
+    _flag(
+        p,
+        "processes",
+        type=int,
+        default=1,
+        help="server processes sharing the port, each with its own copy of the model "
+        "(more throughput past one core; health answers only once a process is ready)",
     )
     _flag(
         p,
@@ -104,6 +111,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.model_version is not None and args.model_version < 0:
         p.error("--model-version must not be negative")
+    if args.processes < 1:
+        p.error("--processes must be at least 1")
+    if args.processes > 1 and args.port == 0:
+        p.error("--processes needs a fixed --port")
     if (args.ssl_cert_file is None) != (args.ssl_key_file is None):
         p.error("--ssl-cert-file and --ssl-key-file go together")
     if args.ssl_client_ca_file and not args.ssl_cert_file:
@@ -129,26 +140,56 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if args.processes > 1:
+        from imm.serving.workers import supervise
+
+        return supervise(args, stop, serve)
+    return serve(args, stop)
+
+
+def serve(
+    args: argparse.Namespace,
+    stop: threading.Event,
+    fetched: Fetched | None = None,
+    worker: bool = False,
+) -> int:
+    """Serve until ``stop``; 0 after a graceful stop, 1 if the model cannot be loaded.
+
+    A ``worker`` (one of several processes sharing the port) gets the model already fetched
+    and binds only once it is loaded, so no process that accepts calls is still loading.
+    """
+    from imm.serving.metrics import Metrics  # after workers set up multi-process metrics
 
     state = ModelState(args.model_name)
-    metrics = Metrics(args.model_name)
+    metrics = Metrics(args.model_name, shared=worker)
     handlers = Handlers(state, tensor_content=args.enable_serialization_as_tensor_content)
     options = ServerOptions(
         host=args.host,
         port=args.port,
         workers=args.grpc_max_threads,
         max_request_bytes=args.max_request_bytes,
+        reuse_port=worker,
     )
-    try:
-        options = replace(options, credentials=_credentials(args))
-        server = ModelServer(handlers, metrics, options)
-        if args.metrics_port is not None:
-            metrics.serve(args.metrics_port, args.metrics_host or args.host)
-    except (RuntimeError, OSError) as exc:
-        log.error("cannot listen", extra={"error": str(exc)})
-        return 1
-    server.start()
-    log.info("listening", extra={"port": server.port, "model": args.model_name})
+    server: ModelServer | None = None
+
+    def listen() -> ModelServer | None:
+        try:
+            created = ModelServer(
+                handlers, metrics, replace(options, credentials=_credentials(args))
+            )
+            if args.metrics_port is not None and not worker:
+                metrics.serve(args.metrics_port, args.metrics_host or args.host)
+        except (RuntimeError, OSError) as exc:
+            log.error("cannot listen", extra={"error": str(exc)})
+            return None
+        return created
+
+    if not worker:  # answer health checks (NOT_SERVING) while fetching and loading
+        server = listen()
+        if server is None:
+            return 1
+        server.start()
+        log.info("listening", extra={"port": server.port, "model": args.model_name})
 
     version = args.model_version or 0
     try:
@@ -158,13 +199,15 @@ def main(argv: list[str] | None = None) -> int:
             version = v
             state.set(v, State.LOADING)
 
-        fetched = fetch(
-            args.model_base_path,
-            args.model_name,
-            args.model_version,
-            args.cache_dir.expanduser(),
-            on_chosen=chosen,
-        )
+        if fetched is None:
+            fetched = fetch(
+                args.model_base_path,
+                args.model_name,
+                args.model_version,
+                args.cache_dir.expanduser(),
+                on_chosen=chosen,
+            )
+        version = fetched.version
         runtime = RuntimeOptions(
             args.tensorflow_intra_op_parallelism,
             args.tensorflow_inter_op_parallelism,
@@ -175,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:
         log.error("cannot load model", extra={"version": version, "error": str(exc)})
         state.set(version, State.END, 13, str(exc))
-        server.stop(0)
+        if server is not None:
+            server.stop(0)
         return 1
     try:
         servable.warm_up()
@@ -183,7 +227,14 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("warm-up inference failed", extra={"error": str(exc)})
     state.make_available(servable)
     metrics.set_ready(servable.version, True)
-    server.ready()
+    if server is None:
+        server = listen()
+        if server is None:
+            return 1
+        server.ready()
+        server.start()
+    else:
+        server.ready()
     log.info(
         "model ready",
         extra={

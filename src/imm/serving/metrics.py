@@ -17,8 +17,10 @@ _BUCKETS = (
 
 
 class Metrics:
-    def __init__(self, model: str, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+    def __init__(self, model: str, shared: bool = False) -> None:
+        """``shared``: one of several worker processes; values go to the multi-process
+        files that the supervisor's /metrics aggregates (PROMETHEUS_MULTIPROC_DIR)."""
+        self.registry = CollectorRegistry()
         self.model = model
         self.version = ""
         labels = ("model", "version", "method")
@@ -39,13 +41,17 @@ class Metrics:
             registry=self.registry,
         )
         self.inflight = Gauge(
-            "imm_serving_inflight_requests", "calls being handled now", registry=self.registry
+            "imm_serving_inflight_requests",
+            "calls being handled now",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self._ready = Gauge(
             "imm_serving_model_ready",
             "1 when the model version is loaded and serving",
             ("model", "version"),
             registry=self.registry,
+            multiprocess_mode="livemin",
         )
         self._bound: dict[str, tuple[Counter, Histogram]] = {}
         self._started: dict[str, int] = {}

@@ -13,15 +13,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from imm.serving.errors import ServingError
 from imm.serving.handlers import Handlers
-from imm.serving.metrics import Metrics
 from imm.serving.protos.services import METHODS, MODEL_SERVICE, PREDICTION_SERVICE
+
+if TYPE_CHECKING:  # imported at run time only after multi-process metrics are set up
+    from imm.serving.metrics import Metrics
 
 log = logging.getLogger("imm.serving")
 
@@ -36,6 +38,7 @@ class ServerOptions:
     workers: int = 8
     max_request_bytes: int = 64 * 1024 * 1024
     credentials: grpc.ServerCredentials | None = None  # TLS; None: plaintext
+    reuse_port: bool = False  # several worker processes share the port
 
 
 def _truncate(message: str) -> str:
@@ -108,7 +111,7 @@ class ModelServer:
             options=[
                 ("grpc.max_receive_message_length", options.max_request_bytes),
                 ("grpc.max_send_message_length", -1),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if options.reuse_port else 0),
             ],
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
