@@ -103,7 +103,7 @@ def test_mutual_tls(cli, serve, tmp_path):
     mtls = [*tls, "--client-cert", str(pki["client"]), "--client-key", str(pki["client-key"])]
     for _ in range(600):  # plaintext health checks cannot reach a TLS port: poll with mTLS
         code, out = cli(*base, *mtls, "--request", "status")
-        if code == 0:
+        if code == 0 and _json(out)[0]["state"] == "AVAILABLE":
             break
         assert server.proc.poll() is None, server.output()
         time.sleep(0.2)
