@@ -13,6 +13,7 @@ import numpy as np
 
 from imm.serving.backends.base import Backend
 from imm.serving.protos import get_model_metadata_pb2, get_model_status_pb2
+from imm.serving.tensors import numpy_dtype
 
 State = get_model_status_pb2.ModelVersionStatus.State
 SIGNATURE_DEF = "signature_def"
@@ -43,8 +44,6 @@ class Servable:
 
 
 def _example(dtype: int, shape: tuple[int, ...]) -> np.ndarray:
-    from imm.serving.tensors import numpy_dtype
-
     np_dtype = numpy_dtype(dtype)
     if np_dtype.kind == "O":
         return np.full(shape, b"", dtype=object)
