@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from fixtures.grpc_client import Caller, ClientIdentity, IngressClient, TenantPki
 from fixtures.onnx_models import affine_model
-from fixtures.platform import Platform
+from fixtures.platform import USER_PASSWORD, Platform
 
 from imm.client import Client
 
@@ -98,10 +99,27 @@ def test_user_guide_end_to_end(platform: Platform, tmp_path: Path) -> None:
     usage = user.get_tenant(TENANT)["usage"]
     assert usage["endpoints"] == 1
 
-    server_ca = platform.data_dir / "pki" / "ca.crt"  # TODO: imm certs server-ca
+    server_ca = Path(platform.imm("certs", "server-ca").stdout.strip())
     assert server_ca.exists()
-    good = IngressClient(port, host, server_ca, pki.client("client"))
+    identity = pki.client("client")
+    good = IngressClient(port, host, server_ca, identity)
     np.testing.assert_allclose(good.predict(X, "affine"), X + 1)
+
+    # The same through the CLI, as the guide shows it: `imm predict ENDPOINT`.
+    (tmp_path / "client.crt").write_bytes(identity.cert or b"")
+    (tmp_path / "client.key").write_bytes(identity.key or b"")
+    np.save(tmp_path / "x.npy", X)
+    login = platform.imm("login", "--api", platform.url, "-u", "gina", "-p", USER_PASSWORD)
+    assert login.returncode == 0, login.stderr
+    first = platform.imm(
+        "predict", "scorer", "--client-cert", str(tmp_path / "client.crt"),
+        "--client-key", str(tmp_path / "client.key"), "--input", str(tmp_path / "x.npy"),
+        "-o", "json",
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["outputs"]["y"] == [[2.0, 2.0, 2.0, 2.0]]
+    again = platform.imm("predict", "scorer", "--input", str(tmp_path / "x.npy"), "-o", "json")
+    assert again.returncode == 0, again.stderr  # certificate paths remembered in ~/.imm
 
     # Refused: another CN of the same CA, another CA, no certificate at all.
     other_cn = IngressClient(port, host, server_ca, pki.client("other"))
@@ -147,10 +165,13 @@ def test_user_guide_end_to_end(platform: Platform, tmp_path: Path) -> None:
     user.scale_endpoint(TENANT, "scorer", 2)
     wait_for(user, "scorer", settled("running", ready=2))
 
-    # SIGKILL one of two replicas while calling: no failure, and it is replaced.
+    # SIGKILL one of two replicas while calling: it is replaced, and a client with the
+    # standard retry policy for UNAVAILABLE sees no failure (nginx sends new calls to the
+    # other replica at once; a call in flight on the killed one comes back UNAVAILABLE).
     before = replica_pids(platform)
     assert len(before) == 2, before
-    with Caller(good, "affine") as caller:
+    retrying = IngressClient(port, host, server_ca, identity, retry_unavailable=True)
+    with Caller(retrying, "affine") as caller:
         caller.wait_for_answers(20)
         os.kill(before[0], signal.SIGKILL)
         caller.wait_for_answers(50)
@@ -176,5 +197,5 @@ def test_user_guide_end_to_end(platform: Platform, tmp_path: Path) -> None:
     assert [m["version"] for m in user.list_models(TENANT)] == [1, 2]
     with pytest.raises(grpc.RpcError):
         good.predict(X, "affine")
-    for c in (good, other_cn, foreign, anonymous):
+    for c in (good, retrying, other_cn, foreign, anonymous):
         c.close()

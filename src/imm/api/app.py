@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from imm import __version__
 from imm.api import problems
 from imm.api.limits import BodyLimitMiddleware
-from imm.api.routers import auth, endpoints, models, tenants, uploads
+from imm.api.routers import auth, endpoints, ingress, models, tenants, uploads
 from imm.auth.issuer.routes import issuer_router
 from imm.auth.issuer.service import BuiltinIssuer
 from imm.auth.verifier import TokenVerifier, discovery_jwks_source
@@ -61,6 +61,7 @@ def create_app(settings: Settings, db: Database, store: ModelStore) -> FastAPI:
     app.include_router(models.router)
     app.include_router(uploads.router)
     app.include_router(endpoints.router)
+    app.include_router(ingress.router)
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware, max_body=settings.max_json_body)
     return app

@@ -22,10 +22,23 @@ class Format(StrEnum):
 
 
 def predict(
+    endpoint: Annotated[
+        str | None,
+        typer.Argument(
+            help="an endpoint of your tenant: address, TLS name, model and CA come "
+            "from the platform"
+        ),
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", "-t", help="tenant of ENDPOINT (default: yours)")
+    ] = None,
     address: Annotated[
-        str, typer.Option("--address", "-a", help="HOST:PORT of the endpoint or model server")
-    ],
-    model_name: Annotated[str, typer.Option("--model-name", "-m", help="model to call")],
+        str | None,
+        typer.Option("--address", "-a", help="HOST:PORT of the endpoint or model server"),
+    ] = None,
+    model_name: Annotated[
+        str | None, typer.Option("--model-name", "-m", help="model to call")
+    ] = None,
     model_version: Annotated[
         int | None, typer.Option("--model-version", help="version (default: latest)")
     ] = None,
@@ -59,11 +72,23 @@ def predict(
     timeout: Annotated[float, typer.Option("--timeout", help="seconds per call")] = 30.0,
     output: Annotated[Format, typer.Option("--output", "-o")] = Format.table,
 ) -> None:
-    """Send a status, metadata or predict request; --performance N measures latency."""
+    """Send a status, metadata or predict request; --performance N measures latency.
+
+    With ENDPOINT, the call goes through the platform's mTLS ingress with your client
+    certificate (remembered in ~/.imm after the first use); without it, give --address and
+    --model-name to call any TF-Serving-compatible server."""
     import grpc
 
     from imm.serving.client import ServingClient, Tls, benchmark, load_inputs, random_inputs
 
+    if endpoint:
+        target = resolve_endpoint(endpoint, tenant, client_cert, client_key, ca_cert)
+        address = address or target.address
+        model_name = model_name or target.model
+        server_name = server_name or target.host
+        ca_cert, client_cert, client_key = target.ca_cert, target.client_cert, target.client_key
+    if not address or not model_name:
+        raise typer.BadParameter("give an ENDPOINT, or --address and --model-name")
     tls = None
     if ca_cert or client_cert or client_key or server_name:
         tls = Tls(ca_cert, client_cert, client_key, server_name)
@@ -152,3 +177,59 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode(errors="replace")
     return str(value)
+
+
+class Target:
+    """Where and how to reach an endpoint through the ingress."""
+
+    def __init__(
+        self, address: str, host: str, model: str, ca: Path, cert: Path, key: Path
+    ) -> None:
+        self.address, self.host, self.model = address, host, model
+        self.ca_cert, self.client_cert, self.client_key = ca, cert, key
+
+
+def resolve_endpoint(
+    name: str,
+    tenant: str | None,
+    client_cert: Path | None,
+    client_key: Path | None,
+    ca_cert: Path | None,
+) -> Target:
+    """Asks the API for the endpoint and the ingress CA; remembers certificate paths."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from imm.cli.common import api_client, fail, tenant_or_default
+    from imm.cli.config import CliConfig, config_path
+
+    config = CliConfig.load()
+    tenant = tenant_or_default(tenant, config)
+    with api_client(config) as client:
+        view = client.get_endpoint(tenant, name)
+        if ca_cert is None:
+            ca_cert = config_path().with_name(".imm-ingress-ca.crt")
+            ca_cert.write_text(client.request("GET", "/ingress/ca.crt").text)
+    client_cert = client_cert or _saved(config, "clientCert")
+    client_key = client_key or _saved(config, "clientKey")
+    if client_cert is None or client_key is None:
+        raise fail("give --client-cert and --client-key (signed by your tenant's CA) once")
+    config.certs.update(
+        clientCert=str(client_cert.resolve()),
+        clientKey=str(client_key.resolve()),
+        ingressCa=str(ca_cert.resolve()),
+    )
+    config.save()
+    host = view["url"]
+    try:
+        socket.getaddrinfo(host, view["port"])
+        connect = host
+    except OSError:  # *.imm.localhost and private domains: the ingress is where the API is
+        connect = urlsplit(config.api).hostname or "127.0.0.1"
+    return Target(f"{connect}:{view['port']}", host, view["modelName"], ca_cert, client_cert,
+                  client_key)  # fmt: skip
+
+
+def _saved(config: Any, key: str) -> Path | None:
+    value = config.certs.get(key)
+    return Path(value) if value and Path(value).exists() else None

@@ -93,6 +93,7 @@ class Replica:
         self.port = free_port()
         self.log_path = log_dir / f"replica-{self.id}.log"
         self.state = State.STARTING
+        self.routed = False  # in the configuration nginx runs
         self.started = time.monotonic()
         self.stop_deadline = 0.0
         self._on_cleanup = on_cleanup

@@ -70,6 +70,10 @@ class EndpointState:
     def ready(self) -> list[Replica]:
         return [r for r in self.replicas if r.state is State.READY]
 
+    def serving(self) -> list[Replica]:
+        """Ready and in the ingress configuration nginx runs: what clients can reach."""
+        return [r for r in self.ready() if r.routed]
+
 
 CommandFactory = Callable[[EndpointSpec], ReplicaCommand]
 
@@ -138,8 +142,8 @@ class Supervisor:
             return EndpointObservation(
                 status=self._status(state),
                 desired_replicas=state.spec.replicas,
-                ready_replicas=len(state.ready()),
-                updated_replicas=len([r for r in state.ready() if r.template == state.template]),
+                ready_replicas=len(state.serving()),
+                updated_replicas=len([r for r in state.serving() if r.template == state.template]),
                 last_error=state.last_error,
                 limits_enforced=None if state.limits.empty else self.cgroups.enforced,
             )
@@ -183,8 +187,12 @@ class Supervisor:
         if routes != self._routes:
             self.ingress.apply(routes)  # outside the lock: a reload takes a moment
             self._routes = routes
+        routed = {port for route in routes for port in route.backends}
         now = time.monotonic()
         with self._lock:
+            for st in self._states.values():
+                for replica in st.replicas:
+                    replica.routed = replica.port in routed
             for replica in draining:  # out of the ingress now: its drain clock starts
                 self._drain_started.setdefault(replica.id, now)
             self._finish_retiring()
@@ -304,7 +312,7 @@ class Supervisor:
         return routes
 
     def _status(self, st: EndpointState) -> EndpointStatus:
-        desired, ready = st.spec.replicas, len(st.ready())
+        desired, ready = st.spec.replicas, len(st.serving())
         if desired == 0:
             return "scaled to 0"
         if ready >= desired:
