@@ -37,10 +37,36 @@ class Tls:
     server_name: str | None = None
 
 
+# gRPC's standard retry policy for UNAVAILABLE on the read-only Predict/metadata calls. A
+# proxy such as nginx streams a gRPC request to the replica unbuffered and cannot replay it,
+# so a call in flight on a replica that dies comes back UNAVAILABLE: retrying it is safe.
+RETRY_UNAVAILABLE = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": "tensorflow.serving.PredictionService"},
+                    {"service": "tensorflow.serving.ModelService"},
+                ],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
 def open_channel(address: str, tls: Tls | None = None) -> grpc.Channel:
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", MAX_MESSAGE),
         ("grpc.max_send_message_length", MAX_MESSAGE),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", RETRY_UNAVAILABLE),
     ]
     if tls is None:
         return grpc.insecure_channel(address, options=options)
