@@ -7,10 +7,13 @@ reach a gRPC client as a gRPC status, never as the INTERNAL a bare HTTP error wo
 
 from __future__ import annotations
 
+import os
+import pwd
 import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -28,6 +31,7 @@ from ingress_support import (
     predict,
 )
 
+from imm.runtime.local import nginx_proc
 from imm.runtime.local.ingress import Ingress, Route
 
 pytestmark = needs_nginx
@@ -224,3 +228,15 @@ def test_nginx_writes_its_files_in_its_own_folder(setup: Setup) -> None:
     assert (work / "nginx.conf").is_file()
     assert (work / "error.log").is_file()
     assert int((work / "nginx.pid").read_text()) == setup.ingress.pid
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="workers keep the user of an unprivileged nginx")
+def test_workers_run_as_nobody_when_nginx_runs_as_root(setup: Setup) -> None:
+    assert setup.ingress.pid is not None
+    workers = nginx_proc.workers(setup.ingress.pid)
+    assert workers
+    nobody = pwd.getpwnam("nobody").pw_uid
+    for worker in workers:
+        status = Path(f"/proc/{worker.pid}/status").read_text()
+        uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
+        assert {int(u) for u in uids} == {nobody}

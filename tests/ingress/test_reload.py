@@ -72,16 +72,16 @@ def test_swapping_replicas_under_load_drops_no_call(
     assert set(loop.offsets[after_drain:]) == {100.0}
 
 
-def _queued_bytes_to(port: int) -> bool:
-    """Whether an established connection to ``port`` holds bytes nobody has read yet (the
-    server's socket may be IPv6 with mapped IPv4 addresses, so both tables are read)."""
+def _queued_bytes_to(port: int) -> int:
+    """Bytes waiting unread on established connections to ``port`` (the server's socket may
+    be IPv6 with mapped IPv4 addresses, so both tables are read)."""
+    total = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             local, _, state, queues = line.split()[1:5]
-            established_here = int(local.rsplit(":", 1)[1], 16) == port and state == "01"
-            if established_here and int(queues.split(":")[1], 16) > 0:
-                return True
-    return False
+            if int(local.rsplit(":", 1)[1], 16) == port and state == "01":
+                total += int(queues.split(":")[1], 16)
+    return total
 
 
 def test_wait_drained_waits_for_a_call_in_flight_on_the_old_configuration(
@@ -92,18 +92,20 @@ def test_wait_drained_waits_for_a_call_in_flight_on_the_old_configuration(
     ingress = make_ingress()
     ingress.start()
     ingress.apply([route(ca, old.port)])
+    big = np.ones((4000, 3), np.float32)  # 48 kB: unmistakable among HTTP/2 control frames
     results: list[object] = []
     with client_channel(ingress, ca) as chan:
         predict(chan, X)  # connected, and nginx keeps a connection to the replica
         os.kill(old.proc.pid, signal.SIGSTOP)  # the replica holds the next call
         try:
-            call = threading.Thread(target=lambda: results.append(predict(chan, X)))
+            call = threading.Thread(target=lambda: results.append(predict(chan, big)))
             call.start()
-            deadline = 600
-            while not _queued_bytes_to(old.port) and deadline:
-                deadline -= 1
+            for _ in range(1200):  # until the request waits in the stopped replica's socket
+                if _queued_bytes_to(old.port) > 30_000:
+                    break
                 call.join(0.05)
-            assert deadline, "the call never reached the replica"
+            else:
+                raise AssertionError("the call never reached the replica")
             assert ingress.apply([route(ca, new.port)])
             assert not ingress.wait_drained(0)  # an old worker still carries the call
             with client_channel(ingress, ca) as fresh:  # new connections: new configuration
@@ -113,7 +115,7 @@ def test_wait_drained_waits_for_a_call_in_flight_on_the_old_configuration(
         call.join(60)
         assert ingress.wait_drained(60)
     assert len(results) == 1
-    np.testing.assert_array_equal(results[0], 2 * X)
+    np.testing.assert_array_equal(results[0], 2 * big)
 
 
 def test_a_killed_replica_costs_no_call_when_another_is_up(
@@ -233,6 +235,23 @@ def test_a_restart_kills_the_nginx_a_crashed_platform_left_behind(
     restarted.start()
     assert not any(nginx_proc.is_alive(pid) for pid in workers)
     with client_channel(restarted, ca) as chan:
+        np.testing.assert_array_equal(predict(chan, X), 2 * X)
+
+
+def test_an_nginx_that_died_is_started_again_by_the_next_apply(
+    make_ingress: MakeIngress, make_server: MakeServer
+) -> None:
+    server = make_server()
+    ca = TenantCa("alpha")
+    ingress = make_ingress()
+    ingress.start()
+    ingress.apply([route(ca, server.port, endpoint="one")])
+    master = ingress.pid
+    assert master is not None
+    os.killpg(master, signal.SIGKILL)  # master and workers, as an OOM killer might
+    assert ingress.apply([route(ca, server.port)])
+    assert ingress.pid not in (None, master)
+    with client_channel(ingress, ca) as chan:
         np.testing.assert_array_equal(predict(chan, X), 2 * X)
 
 

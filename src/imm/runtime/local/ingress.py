@@ -162,6 +162,16 @@ class Ingress:
             self._prepare_dirs()
             self.pki.ensure()  # a renewed server certificate changes the text: reload
             text = self._render(routes)
+            if self._process is not None and self._process.poll() is not None:
+                log.error(
+                    "nginx exited with %s; starting it again: %s",
+                    self._process.returncode,
+                    self._log_tail(),
+                )
+                self._process, self._running_conf = None, None
+                self._routes = tuple(routes)
+                self.start()
+                return True
             master = self.pid
             if master is None or text == self._running_conf:
                 self._routes = tuple(routes)  # what start() serves
@@ -309,9 +319,17 @@ class Ingress:
 
     @staticmethod
     def _kill_group(process: subprocess.Popen[bytes]) -> None:
-        """The master and any worker it left behind share the process group."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
+        """The master and any worker it left behind share the process group (whose id is
+        the master's pid: signalled as a group only while the master is alive, so a reused
+        pid is never hit)."""
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+        else:
+            for proc in nginx_proc.processes():
+                if proc.pgid == process.pid and proc.title.startswith("nginx:"):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(proc.pid, signal.SIGKILL)
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:

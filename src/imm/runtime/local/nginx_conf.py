@@ -148,7 +148,9 @@ http {{
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_certificate {paths.server_cert};
     ssl_certificate_key {paths.server_key};
-    ssl_session_cache shared:imm_ingress:10m;
+    # no resumption: a session verified by one tenant's CA is never offered to another
+    # endpoint's server block (gRPC connections are long-lived; full handshakes are rare)
+    ssl_session_cache off;
     ssl_session_tickets off;
 
     client_max_body_size {MAX_BODY};
