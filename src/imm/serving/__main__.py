@@ -72,8 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "tensorflow-intra-op-parallelism",
         "--intra-op-threads",
         type=int,
-        default=0,
-        help="threads one inference may use (onnxruntime and TensorFlow; 0: runtime decides)",
+        default=1,
+        help="threads one inference may use (onnxruntime and TensorFlow; 0: runtime decides). "
+        "1 by default: concurrent calls already fill the cores, waking pool threads costs "
+        "latency on small models, and runtimes count the host's cores, not the replica's "
+        "CPU limit",
     )
     _flag(
         p,

@@ -70,7 +70,7 @@ class Signature:
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    intra_op_threads: int = 0  # 0: the runtime decides
+    intra_op_threads: int = 1  # 0: the runtime decides
     inter_op_threads: int = 0
     # Idle onnxruntime pool threads spin for work by default, which burns the CPU that
     # gRPC threads of concurrent calls need; off unless asked for.
