@@ -9,6 +9,24 @@
    gRPC protocol (Open Inference Protocol), 1 and 8 clients. It pins protobuf 6, so it
    lives in its own virtual environment under bench/.work/ (created on first run).
 
+Recorded on the 2-core development machine (2026-12-03, other jobs running; default flags,
+4 interleaved rounds of 1000 calls, batch-1 MLP 64-128-10):
+
+    contestant                     calls/s   p50 ms   p99 ms
+    onnxruntime in-process           20850    0.017    0.095
+    imm.serving, 1 client              887    1.016    7.793
+    imm.serving, 8 clients            1103    5.954   15.969
+    gRPC echo (floor), 1 client       1283    0.721    3.115
+    kserve, 1 client                   693    1.353    9.111
+    kserve, 8 clients                  705   10.017   23.366
+
+    throughput ours / kserve: 1.28x (1 client), 1.56x (8 clients); p50 kserve / ours 1.33x,
+    1.68x. Our p50 overhead over in-process: 0.999 ms, of which 0.703 ms is the Python gRPC
+    transport itself (an echo server answering a canned reply to the same client) and
+    0.295 ms our server's work. Neither target is met: the echo floor alone exceeds 0.5 ms
+    here, and with 8 client processes sharing the 2 cores the load generator competes with
+    the servers for CPU. Earlier runs on a quieter machine gave 1.46x/1.62x.
+
 Clients are separate processes that send a pre-serialized request over a raw gRPC method,
 so both servers face exactly the same client cost; the client code needs only grpcio and
 numpy and runs under either environment. Targets from the issue: our p50 overhead over
