@@ -25,7 +25,7 @@ Recorded on the 2-core development machine (2026-12-03, other jobs running; defa
     transport itself (an echo server answering a canned reply to the same client) and
     0.295 ms our server's work. Neither target is met: the echo floor alone exceeds 0.5 ms
     here, and with 8 client processes sharing the 2 cores the load generator competes with
-    the servers for CPU. Earlier runs on a quieter machine gave 1.46x/1.62x.
+    the servers for CPU. Another run the same hour gave 1.29x / 1.62x.
 
 Clients are separate processes that send a pre-serialized request over a raw gRPC method,
 so both servers face exactly the same client cost; the client code needs only grpcio and
