@@ -14,6 +14,7 @@ import tarfile
 import time
 import zipfile
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -453,3 +454,37 @@ def test_member_of_another_tenant_gets_403(
         assert "403" in flat(result.stderr), (args, result.stderr)
     assert ("private", 1) in member.listed()
     nothing_stored(member, "intruder")
+
+
+def test_transient_failures_are_retried_and_the_upload_survives_a_restart(
+    member: Member, tmp_path: Path
+) -> None:
+    """The API goes away mid-upload: the CLI retries with backoff, then either finishes
+    once the API is back or stops with the upload kept, and --resume finishes it."""
+    data = os.urandom(40 * MiB)
+    path = tmp_path / "restart.onnx"
+    path.write_bytes(data)
+    args = ("models", "upload", str(path), "restart", "1", "--part", "5", "--parallel", "1")
+    proc = member.start(*args, "-o", "json")
+    try:
+        journal = wait_for_journal(member, proc)
+        [entry] = journal["files"].values()
+        step_until_parts(member, proc, entry["upload_id"], 1)
+        assert member.platform.process is not None
+        group = member.platform.process.pid  # its own session: the group is its pid
+        member.platform.stop(signal.SIGKILL)  # gone at once, mid-request, as in a crash
+        with suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(1)  # let it meet the closed port (it retries for several seconds)
+        member.platform.start()
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert "retry 1" in flat(err), err
+    if proc.returncode != 0:
+        assert "run the same command with --resume" in flat(err), err
+        out = json.dumps(member.upload_json(*args[2:], "--resume"))
+    assert json.loads(out)["size"] == len(data)
+    assert read_back(member.platform, member.tenant, "restart/1/restart.onnx") == data
+    assert member.listed()[("restart", 1)]["size"] == len(data)

@@ -235,9 +235,9 @@ class Uploader:
             entry = journal.files.get(spec.relative)
             if entry is not None and (entry.size, entry.mtime_ns) != (spec.size, mtime):
                 if entry.done:
-                    raise UploadError(
-                        f"{spec.relative} changed after it was uploaded; delete the version "
-                        "(imm models delete) and upload it again"
+                    raise UploadError(  # the version could not be made whole: discarded
+                        f"{spec.relative} changed after it was uploaded; the unfinished "
+                        "version was discarded, upload it again"
                     )
                 self.progress.note(f"{spec.relative} changed; uploading it from the start")
                 self._abort([entry])
