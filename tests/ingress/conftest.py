@@ -6,7 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ingress_support import MakeIngress, MakeServer, ModelServer, model_base, new_ingress
+from ingress_support import (
+    MakeIngress,
+    MakeServer,
+    ModelServer,
+    model_base,
+    new_ingress,
+    start_server,
+)
 
 from imm.runtime.local.ingress import Ingress
 
@@ -32,9 +39,8 @@ def make_server(tmp_path: Path) -> Iterator[MakeServer]:
     started: list[ModelServer] = []
 
     def make(offset: float = 0.0) -> ModelServer:
-        server = ModelServer(model_base(tmp_path / f"model{len(started)}", offset), tmp_path)
-        started.append(server)
-        return server.wait_ready()
+        base = model_base(tmp_path / f"model{len(started)}", offset)
+        return start_server(base, tmp_path, started)
 
     yield make
     for server in started:

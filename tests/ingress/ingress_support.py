@@ -170,6 +170,20 @@ MakeIngress = Callable[..., Ingress]
 MakeServer = Callable[..., ModelServer]
 
 
+def start_server(base: Path, log_dir: Path, started: list[ModelServer]) -> ModelServer:
+    """A ready server (appended to ``started`` for cleanup, even when it fails); another
+    port is tried when the free one was taken before the server could bind it."""
+    for attempt in range(3):
+        server = ModelServer(base, log_dir)
+        started.append(server)
+        try:
+            return server.wait_ready()
+        except AssertionError:
+            if attempt == 2 or "Address already in use" not in server.log.read_text():
+                raise
+    raise AssertionError("unreachable")
+
+
 # -- calls ---------------------------------------------------------------------------------
 
 

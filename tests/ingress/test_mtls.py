@@ -29,6 +29,7 @@ from ingress_support import (
     needs_nginx,
     new_ingress,
     predict,
+    start_server,
 )
 
 from imm.runtime.local import nginx_proc
@@ -59,16 +60,12 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     tmp = tmp_path_factory.mktemp("mtls")
-    servers = [
-        ModelServer(model_base(tmp / "alpha", 0.0), tmp),
-        ModelServer(model_base(tmp / "beta", 100.0), tmp),
-    ]
+    servers: list[ModelServer] = []
     ingress = new_ingress(tmp / "data")
     try:
-        for server in servers:
-            server.wait_ready()
+        a = start_server(model_base(tmp / "alpha", 0.0), tmp, servers).port
+        b = start_server(model_base(tmp / "beta", 100.0), tmp, servers).port
         alpha, beta = TenantCa("alpha"), TenantCa("beta")
-        a, b = (s.port for s in servers)
         ingress.start()
         ingress.apply(
             [

@@ -13,6 +13,7 @@ import signal
 import socket
 import ssl
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -73,14 +74,20 @@ def test_swapping_replicas_under_load_drops_no_call(
 
 
 def _queued_bytes_to(port: int) -> int:
-    """Bytes waiting unread on established connections to ``port`` (the server's socket may
-    be IPv6 with mapped IPv4 addresses, so both tables are read)."""
+    """Bytes on their way to ``port`` that nobody has read yet: unread by the server, or
+    still in the sender's queue when the server's receive window is full. (The server's
+    socket may be IPv6 with mapped IPv4 addresses, so both tables are read.)"""
     total = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
-            local, _, state, queues = line.split()[1:5]
-            if int(local.rsplit(":", 1)[1], 16) == port and state == "01":
-                total += int(queues.split(":")[1], 16)
+            local, remote, state, queues = line.split()[1:5]
+            if state != "01":
+                continue
+            tx, rx = (int(q, 16) for q in queues.split(":"))
+            if int(local.rsplit(":", 1)[1], 16) == port:
+                total += rx
+            elif int(remote.rsplit(":", 1)[1], 16) == port:
+                total += tx
     return total
 
 
@@ -249,6 +256,8 @@ def test_an_nginx_that_died_is_started_again_by_the_next_apply(
     master = ingress.pid
     assert master is not None
     os.killpg(master, signal.SIGKILL)  # master and workers, as an OOM killer might
+    while nginx_proc.is_alive(master):  # dead (a zombie until the ingress reaps it)
+        time.sleep(0.01)
     assert ingress.apply([route(ca, server.port)])
     assert ingress.pid not in (None, master)
     with client_channel(ingress, ca) as chan:

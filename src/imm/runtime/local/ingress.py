@@ -273,7 +273,9 @@ class Ingress:
             if not old_accepting and new:
                 return
             failure = self._log_errors_since(log_size)
-            if failure or self.pid is None or time.monotonic() > deadline:
+            if self.pid is None:
+                failure = f"nginx exited during the reload: {self._log_tail()}"
+            if failure or time.monotonic() > deadline:
                 raise IngressError(f"nginx did not reload: {failure or 'timed out'}")
             time.sleep(POLL)
 
