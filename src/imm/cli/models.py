@@ -74,7 +74,7 @@ class BarProgress:
             self.running = False
 
 
-def upload_client(config: CliConfig) -> Client:
+def upload_client(config: CliConfig, verify: bool = True) -> Client:
     """A client for many threads: token refreshes are serialised (a refresh token may be
     single-use), and a part's answer may take long (the server checks and stores it)."""
     provide, lock = token_provider(config), threading.Lock()
@@ -83,7 +83,7 @@ def upload_client(config: CliConfig) -> Client:
         with lock:
             return provide(force_refresh)
 
-    client = Client(config.api, locked)
+    client = Client(config.api, locked, verify=verify)
     client.http.timeout = httpx.Timeout(60.0, read=900.0)
     return client
 
@@ -97,12 +97,12 @@ def summary(result: UploadResult) -> str:
     )
 
 
-def run_upload(request: UploadRequest, output: Output = Output.table) -> None:
+def run_upload(request: UploadRequest, output: Output = Output.table, verify: bool = True) -> None:
     """Shared by ``imm models upload`` and ``python -m imm.upload``; exits non-zero on
     failure (130 after Ctrl-C)."""
     config = CliConfig.load()
     try:
-        with upload_client(config) as client:
+        with upload_client(config, verify) as client:
             result = Uploader(client, request, BarProgress(errors)).run()
     except Interrupted as exc:
         raise fail(str(exc), INTERRUPTED_EXIT) from None

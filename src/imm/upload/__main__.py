@@ -1,9 +1,10 @@
 """The original platform's uploader interface, kept for its users' scripts:
 
-    python -m imm.upload FILE MODEL VERSION TENANT [--part MB] [--parallel N] [--resume] [--keep]
+    python -m imm.upload FILE MODEL VERSION TENANT [--part MB] [-k]
 
 Same arguments and rules as before (VERSION a positive integer, --part 5..5000 MiB,
-default 30); it uses the login saved by ``imm login`` (``~/.imm`` or ``$IMM_CONFIG``).
+default 30, -k/--insecure), plus --parallel, --resume and --keep as in ``imm models
+upload``; it uses the login saved by ``imm login`` (``~/.imm`` or ``$IMM_CONFIG``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def parser() -> argparse.ArgumentParser:
         default=PART_MB_DEFAULT,
         help=f"size in MiB of one part ({PART_MB_MIN}-{PART_MB_MAX}, default {PART_MB_DEFAULT})",
     )
+    p.add_argument(
+        "-k", "--insecure", action="store_true", help="do not verify the API's TLS certificate"
+    )
     p.add_argument("--parallel", type=int, default=4, help="parts sent at once (default 4)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted upload")
     p.add_argument("--keep", action="store_true", help="on Ctrl-C keep the upload resumable")
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         args.part, args.parallel, args.resume, args.keep,
     )  # fmt: skip
     try:
-        run_upload(request)
+        run_upload(request, verify=not args.insecure)
     except typer.Exit as done:
         return done.exit_code
     return 0
