@@ -387,6 +387,32 @@ def test_endpoint_changes_reach_the_cluster(
     assert tenant.get(path).status_code == 404
 
 
+def _children(pid: int) -> list[str]:
+    """Command lines of the processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append((stat.parent / "cmdline").read_text().replace("\0", " "))
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return found
+
+
+def test_on_kubernetes_imm_up_runs_no_replicas_or_nginx_of_its_own(
+    platform: Platform, tenant: httpx.Client, cluster: FakeKubeApiServer | None
+) -> None:
+    cluster_only(cluster)
+    path = "/tenants/ep-api/endpoints/ep-remote"
+    assert tenant.post("/tenants/ep-api/endpoints", json=body("ep-remote")).status_code == 201
+    wait_for_view(tenant, path, lambda v: v["status"] == "running")
+    assert platform.process is not None
+    assert _children(platform.process.pid) == []
+    assert not (platform.data_dir / "runtime").exists()  # the local runtime's work dir
+    assert tenant.delete(path).status_code == 204
+
+
 QUOTA_REFUSAL = (
     'pods "ep-full-6b7c9d8f4-abcde" is forbidden: exceeded quota: imm-quota, '
     "requested: limits.cpu=500m, used: limits.cpu=2, limited: limits.cpu=2"
