@@ -171,16 +171,18 @@ def test_a_configuration_nginx_refuses_leaves_the_running_one(
     ingress = make_ingress()
     ingress.start()
     ingress.apply([route(ca, server.port)])
-    broken = Route(host("bad", "alpha"), "alpha", "bad", "not a certificate", "client", ())
+    listen = ingress.listen
+    ingress.listen = ("127.0.0.1", 0)  # "invalid port": nginx -t says no
     with pytest.raises(IngressError, match="nginx refused"):
-        ingress.apply([route(ca, server.port), broken])
+        ingress.apply([route(ca, server.port, endpoint="other")])
+    ingress.listen = listen
     with client_channel(ingress, ca) as chan:
         np.testing.assert_array_equal(predict(chan, X), 2 * X)
     assert ingress.apply([route(ca, server.port)]) is False  # still what runs
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("change", "reason"),
     [
         ({"host": "demo-alpha.example.com"}, "not under the domain"),
         ({"subject_name": 'client"; return 200; #'}, "subject name"),
@@ -190,23 +192,39 @@ def test_a_configuration_nginx_refuses_leaves_the_running_one(
         ({"tenant": "Alpha"}, "tenant"),
         ({"endpoint": "a_b"}, "endpoint"),
         ({"backends": (0,)}, "port"),
+        ({"ca_pem": "not a certificate"}, "not a PEM certificate"),
     ],
 )
-def test_routes_that_would_change_the_configurations_meaning_are_refused(
-    make_ingress: MakeIngress, change: dict[str, object], message: str
+def test_a_route_that_cannot_be_served_is_left_out_and_the_others_served(
+    make_ingress: MakeIngress, make_server: MakeServer, change: dict[str, object], reason: str
 ) -> None:
+    server = make_server()
     ca = TenantCa("alpha")
-    good = route(ca, 9)
-    bad = Route(**{**good.__dict__, **change})  # type: ignore[arg-type]
+    bad = Route(**{**route(ca, server.port, endpoint="bad").__dict__, **change})  # type: ignore[arg-type]
     ingress = make_ingress()
-    with pytest.raises(ValueError, match=message):
-        ingress.apply([bad])
+    ingress.start()
+    assert ingress.apply([bad, route(ca, server.port)])
+    assert reason in ingress.rejected[(bad.tenant, bad.endpoint)]
+    assert "bad" not in (ingress.work_dir / "nginx.conf").read_text()
+    with client_channel(ingress, ca) as chan:
+        np.testing.assert_array_equal(predict(chan, X), 2 * X)
 
 
-def test_two_routes_for_one_host_are_refused(make_ingress: MakeIngress) -> None:
+def test_a_host_served_already_is_not_taken_over(
+    make_ingress: MakeIngress, make_server: MakeServer
+) -> None:
+    """Endpoint b-c of tenant a and endpoint b of tenant c-a share a host name: the first
+    route keeps it, the other is left out."""
+    first, second = make_server(0.0), make_server(100.0)
     ca = TenantCa("alpha")
-    with pytest.raises(ValueError, match="two routes"):
-        make_ingress().apply([route(ca, 9), route(ca, 10)])
+    ingress = make_ingress()
+    ingress.start()
+    impostor = Route(host("demo", "alpha"), "other", "x", TenantCa("other").pem, "client",
+                     (second.port,))  # fmt: skip
+    ingress.apply([route(ca, first.port), impostor])
+    assert "already served for alpha/demo" in ingress.rejected[("other", "x")]
+    with client_channel(ingress, ca) as chan:
+        np.testing.assert_array_equal(predict(chan, X), 2 * X)
 
 
 def test_routes_applied_before_start_are_served_from_the_start(

@@ -27,8 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+
 from imm.runtime.local import nginx_proc
-from imm.runtime.local.nginx_conf import Paths, Server, render
+from imm.runtime.local.nginx_conf import Paths, Server, check_server, render
 from imm.runtime.local.pki import PlatformPki, write_atomic
 
 log = logging.getLogger("imm.runtime.ingress")
@@ -94,6 +96,7 @@ class Ingress:
         self._process: subprocess.Popen[bytes] | None = None
         self._routes: tuple[Route, ...] = ()
         self._running_conf: str | None = None
+        self.rejected: dict[tuple[str, str], str] = {}  # (tenant, endpoint) -> why left out
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -211,26 +214,50 @@ class Ingress:
             os.chown(self.paths.temp, entry.pw_uid, entry.pw_gid)
 
     def _render(self, routes: Sequence[Route]) -> str:
-        servers, hosts = [], set()
+        """The configuration text; a route that cannot be served is left out (and kept in
+        ``rejected``) rather than failing the whole ingress: one tenant's bad data must not
+        stop every other endpoint's updates."""
+        servers: list[Server] = []
+        hosts: dict[str, Route] = {}
+        rejected: dict[tuple[str, str], str] = {}
         for route in routes:
-            if not route.host.endswith(f".{self.domain}"):
-                raise ValueError(f"host {route.host!r} is not under the domain {self.domain}")
-            if route.host in hosts:
-                raise ValueError(f"two routes for host {route.host!r}")
-            hosts.add(route.host)
-            servers.append(
-                Server(
-                    host=route.host,
-                    tenant=route.tenant,
-                    endpoint=route.endpoint,
-                    ca_file=self._ca_file(route.ca_pem),
-                    subject_name=route.subject_name,
-                    backends=tuple(route.backends),
-                    scaled_to_zero=route.scaled_to_zero,
-                )
+            reason = self._refusal(route, hosts.get(route.host))
+            if reason:
+                log.error("ingress leaves out %s/%s: %s", route.tenant, route.endpoint, reason)
+                rejected[(route.tenant, route.endpoint)] = reason
+                continue
+            server = Server(
+                host=route.host,
+                tenant=route.tenant,
+                endpoint=route.endpoint,
+                ca_file=self._ca_file(route.ca_pem),
+                subject_name=route.subject_name,
+                backends=tuple(route.backends),
+                scaled_to_zero=route.scaled_to_zero,
             )
+            hosts[route.host] = route
+            servers.append(server)
+        self.rejected = rejected
         fingerprint = hashlib.sha256(self.pki.cert_path.read_bytes()).hexdigest()
         return render(self.listen, self.paths, servers, self.user, fingerprint)
+
+    def _refusal(self, route: Route, taken_by: Route | None) -> str | None:
+        if not route.host.endswith(f".{self.domain}"):
+            return f"host {route.host!r} is not under the domain {self.domain}"
+        if taken_by is not None:
+            return f"host {route.host} is already served for {taken_by.tenant}/{taken_by.endpoint}"
+        try:
+            check_server(
+                Server(route.host, route.tenant, route.endpoint, Path("/"), route.subject_name,
+                       tuple(route.backends))
+            )  # fmt: skip
+        except ValueError as exc:
+            return str(exc)
+        try:
+            x509.load_pem_x509_certificate(route.ca_pem.strip().encode())
+        except ValueError:
+            return "the tenant CA is not a PEM certificate"
+        return None
 
     def _ca_file(self, pem: str) -> Path:
         """Tenant CAs by content: a changed CA is a new file name, hence a reload."""
