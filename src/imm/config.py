@@ -129,6 +129,11 @@ class Settings(BaseSettings):
         return f"http://{host}:{port}"
 
     @property
+    def endpoint_port(self) -> int:
+        """The port clients dial: our nginx locally, the cluster's ingress (443) otherwise."""
+        return 443 if self.runtime == "kubernetes" else self.ingress_host_port[1]
+
+    @property
     def builtin_issuer_enabled(self) -> bool:
         return not self.oidc_issuer
 

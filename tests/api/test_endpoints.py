@@ -140,6 +140,7 @@ INVALID = [
     ("unknown model", {"modelName": "missing"}, 404),
     ("unknown version", {"modelVersion": 9}, 404),
     ("unknown field", {"colour": "red"}, 400),
+    ("host label too long", {"endpointName": "e" * 60}, 400),
 ]  # fmt: skip
 
 
@@ -487,3 +488,33 @@ def test_a_quota_refusal_in_the_cluster_shows_as_last_error(
     view = wait_for_view(tenant, path, lambda v: v["status"] == "running")
     assert view["lastError"] is None
     assert tenant.delete(path).status_code == 204
+
+
+def test_a_spec_the_cluster_refuses_shows_as_failed_with_the_reason(
+    tenant: httpx.Client, cluster: FakeKubeApiServer | None
+) -> None:
+    """An admission webhook or policy refusing the Deployment is no transient state: the
+    endpoint view says so, and recovers once the cluster accepts it."""
+    fake = cluster_only(cluster)
+    fake.refuse("deployments", "ep-refused", K8S_NS, message="denied by policy: no-gpu-nodes")
+    path = "/tenants/ep-api/endpoints/ep-refused"
+    assert tenant.post("/tenants/ep-api/endpoints", json=body("ep-refused")).status_code == 201
+    view = wait_for_view(tenant, path, lambda v: v["status"] == "failed")
+    assert "denied by policy: no-gpu-nodes" in view["lastError"]
+    fake.allow("deployments", "ep-refused", K8S_NS)
+    view = wait_for_view(tenant, path, lambda v: v["status"] == "running")
+    assert view["lastError"] is None
+    assert tenant.delete(path).status_code == 204
+
+
+def test_on_kubernetes_a_tenant_cannot_take_the_platforms_namespace(
+    platform: Platform, cluster: FakeKubeApiServer | None
+) -> None:
+    cluster_only(cluster)
+    with platform.client() as admin:
+        refused = admin.post(
+            "/tenants", json={"name": "system", "cert": TenantPki().ca_pem, "scope": "x"}
+        )
+        assert refused.status_code == 400
+        assert "reserved" in refused.json()["detail"]
+        assert admin.get("/tenants/system").status_code == 404

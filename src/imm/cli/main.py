@@ -18,10 +18,20 @@ app = typer.Typer(
 @app.command()
 def up() -> None:
     """Start the platform on this machine in the foreground (Ctrl-C stops it)."""
+    from pydantic import ValidationError
+
+    from imm.cli.common import fail
     from imm.config import load_settings
     from imm.server import serve
 
-    serve(load_settings())
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"IMM_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise fail(f"invalid settings: {problems}") from None
+    serve(settings)
 
 
 app.command()(auth.login)

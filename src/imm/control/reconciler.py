@@ -140,7 +140,18 @@ class Reconciler:
             log.info("%s succeeded again", what)
         return True
 
+    def _apply_error(self, spec: EndpointSpec) -> str | None:
+        """Why the runtime would not take this endpoint (or its tenant), if it would not."""
+        return self._failing.get(f"apply endpoint {spec.tenant}/{spec.name}") or self._failing.get(
+            f"apply tenant {spec.tenant}"
+        )
+
     def _write_status(self, endpoints: list[EndpointSpec]) -> None:
+        refused = {
+            (spec.tenant, spec.name): error
+            for spec in endpoints
+            if (error := self._apply_error(spec)) is not None
+        }
         observed: dict[tuple[str, str], EndpointObservation] = {}
         for spec in endpoints:
             key = (spec.tenant, spec.name)
@@ -151,9 +162,15 @@ class Reconciler:
                     observed[key] = seen
 
             self._attempt(f"observe endpoint {spec.tenant}/{spec.name}", observe)
-        if not observed:
+        if not observed and not refused:
             return
         with self.db.open() as session:
+            for (tenant, name), error in refused.items():
+                # Shown to the user: a runtime that refuses the spec is no transient state.
+                row = session.get(Endpoint, (tenant, name))
+                if row is not None and (tenant, name) not in observed:
+                    row.status = "failed"
+                    row.last_error = f"the runtime refused the endpoint: {error}"[:2000]
             for (tenant, name), seen in observed.items():
                 row = session.get(Endpoint, (tenant, name))
                 if row is None or seen.desired_replicas != row.replicas:
@@ -162,6 +179,8 @@ class Reconciler:
                 row.ready_replicas = seen.ready_replicas
                 row.updated_replicas = seen.updated_replicas
                 row.last_error = seen.last_error
+                if (tenant, name) in refused:
+                    row.last_error = f"the runtime refused the change: {refused[(tenant, name)]}"
                 row.limits_enforced = seen.limits_enforced
                 spec = self._applied.get((tenant, name))
                 if spec is not None and spec == endpoint_spec(row, self.settings):

@@ -20,13 +20,14 @@ from imm.api.schemas import (
 )
 from imm.config import Settings
 from imm.db.tables import Endpoint, Tenant, utcnow
-from imm.domain.errors import Conflict, NotFound
+from imm.domain.errors import Conflict, InvalidInput, NotFound
 from imm.domain.names import check_name, check_subject_name
 from imm.domain.quantities import normalize_resources
 from imm.domain.quota import Footprint, check_fits, require_stated_keys
 from imm.store.base import ModelStore
 
 router = APIRouter(tags=["endpoints"])
+HOST_LABEL_MAX = 63  # DNS: <endpoint>-<tenant> is one label of the endpoint's host name
 
 
 def endpoint_host(settings: Settings, tenant: str, name: str) -> str:
@@ -38,7 +39,7 @@ def view(row: Endpoint, settings: Settings) -> EndpointView:
         name=row.name,
         tenant=row.tenant,
         url=endpoint_host(settings, row.tenant, row.name),
-        port=settings.ingress_host_port[1],
+        port=settings.endpoint_port,
         status=row.status,
         modelName=row.model_name,
         modelVersion=row.model_version,
@@ -101,6 +102,12 @@ def create_endpoint(
     cfg: CurrentSettings,
 ) -> EndpointView:
     check_subject_name(body.subjectName)
+    label = f"{body.endpointName}-{tenant.name}"
+    if len(label) > HOST_LABEL_MAX:
+        raise InvalidInput(
+            f"endpoint name and tenant name together ({label!r}, {len(label)} characters) must "
+            f"fit the {HOST_LABEL_MAX}-character host label <endpoint>-<tenant>"
+        )
     resources = normalize_resources(body.resources)
     require_stated_keys(tenant.quota, resources)
     require_model(db, store, tenant.name, body.modelName, body.modelVersion)

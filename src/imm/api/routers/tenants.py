@@ -9,11 +9,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from imm.api.deps import Admin, DbSession, MemberTenant, Store
+from imm.api.deps import Admin, CurrentSettings, DbSession, MemberTenant, Store
 from imm.api.registry import forget_tenant_uploads
 from imm.api.routers.endpoints import nudge
 from imm.api.schemas import CaView, TenantCreate, TenantView
 from imm.certs import describe, load_ca_certificate
+from imm.config import Settings
 from imm.db.tables import Endpoint, Tenant
 from imm.domain.errors import Conflict, InvalidInput, NotFound
 from imm.domain.names import check_name
@@ -42,13 +43,27 @@ def tenant_view(row: Tenant, usage: dict[str, str | int]) -> TenantView:
     )
 
 
+def check_not_reserved(name: str, cfg: Settings) -> None:
+    """On a cluster a tenant owns the namespace ``<prefix><name>``: never the platform's."""
+    if cfg.runtime != "kubernetes":
+        return
+    namespace = f"{cfg.k8s_namespace_prefix}{name}"
+    if namespace in {cfg.k8s_platform_namespace, cfg.k8s_ingress_namespace}:
+        raise InvalidInput(
+            f"tenant name {name!r} is reserved: namespace {namespace} is the platform's"
+        )
+
+
 @router.post("/tenants", status_code=201, response_model=TenantView)
-def create_tenant(body: TenantCreate, db: DbSession, store: Store, _: Admin) -> TenantView:
+def create_tenant(
+    body: TenantCreate, db: DbSession, store: Store, cfg: CurrentSettings, _: Admin
+) -> TenantView:
     scope = body.scope.strip()
     if not scope or not scope.isprintable():
         raise InvalidInput("scope must be a non-empty group name of printable characters")
     ca = load_ca_certificate(body.cert)
     quota = normalize_quota(body.quota)
+    check_not_reserved(body.name, cfg)
     if db.get(Tenant, body.name) is not None:
         raise Conflict(f"tenant {body.name!r} already exists")
     row = Tenant(name=body.name, scope=scope, ca_cert_pem=ca.pem, quota=quota)
