@@ -32,7 +32,7 @@ def test_quota_normalisation() -> None:
         "limits.cpu": "2",
         "maxEndpoints": 3,
     }
-    with pytest.raises(InvalidInput, match="at least requests.cpu"):
+    with pytest.raises(InvalidInput, match=r"at least requests\.cpu"):
         normalize_quota({"requests.cpu": "1", "limits.cpu": "500m"})
     with pytest.raises(InvalidInput, match="maxEndpoints"):
         normalize_quota({"maxEndpoints": True})
@@ -82,14 +82,15 @@ def test_rolling_update_needs_room_for_one_surge_replica() -> None:
 
 def test_endpoint_must_state_keys_the_quota_sets() -> None:
     require_stated_keys({"limits.cpu": "2"}, {"limits.cpu": "1"})
-    with pytest.raises(InvalidInput, match="limits.cpu"):
+    with pytest.raises(InvalidInput, match=r"limits\.cpu"):
         require_stated_keys({"limits.cpu": "2", "maxEndpoints": 3}, {})
 
 
 @pytest.mark.parametrize(
     ("key", "amount", "text"),
     [("limits.cpu", Decimal("0.5"), "500m"), ("limits.cpu", Decimal(3), "3"),
-     ("limits.memory", Decimal(3 * 2**30), "3Gi"), ("limits.memory", Decimal(1536 * 2**20), "1536Mi"),
+     ("limits.memory", Decimal(3 * 2**30), "3Gi"),
+     ("limits.memory", Decimal(1536 * 2**20), "1536Mi"),
      ("limits.memory", Decimal(1000), "1000")],
 )  # fmt: skip
 def test_format_quantity(key: str, amount: Decimal, text: str) -> None:

@@ -38,7 +38,10 @@ def wait_settled(client: Client, tenant: str, name: str, timeout: float) -> dict
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         caught_up = endpoint["observedGeneration"] >= endpoint["generation"]
-        if caught_up and endpoint["status"] in SETTLED:
+        rolled = (
+            endpoint["status"] != "running" or endpoint["updatedReplicas"] >= endpoint["replicas"]
+        )  # a rolling update is done only when every ready replica runs the new spec
+        if caught_up and rolled and endpoint["status"] in SETTLED:
             break
         time.sleep(0.5)
         endpoint = client.get_endpoint(tenant, name)
