@@ -12,6 +12,8 @@ import os
 import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -280,6 +282,40 @@ def test_an_nginx_that_died_is_started_again_by_the_next_apply(
     assert ingress.pid not in (None, master)
     with client_channel(ingress, ca) as chan:
         np.testing.assert_array_equal(predict(chan, X), 2 * X)
+
+
+PLATFORM = """
+import sys, time
+from pathlib import Path
+from ingress_support import new_ingress
+ingress = new_ingress(Path(sys.argv[1]))
+ingress.start()
+print(ingress.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_nginx_dies_with_a_platform_that_is_killed(tmp_path: Path) -> None:
+    platform = subprocess.Popen(
+        [sys.executable, "-c", PLATFORM, str(tmp_path / "data")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)},
+    )
+    try:
+        assert platform.stdout is not None
+        master = int(platform.stdout.readline())
+        workers = [w.pid for w in nginx_proc.workers(master)]
+        assert workers
+        platform.kill()
+        platform.wait(30)
+        deadline = time.monotonic() + 60
+        while any(nginx_proc.is_alive(pid) for pid in [master, *workers]):
+            assert time.monotonic() < deadline, "nginx outlived the platform"
+            time.sleep(0.05)
+    finally:
+        platform.kill()
+        platform.wait(30)
 
 
 def test_a_pid_file_naming_another_process_harms_nobody(
