@@ -518,3 +518,15 @@ def test_on_kubernetes_a_tenant_cannot_take_the_platforms_namespace(
         assert refused.status_code == 400
         assert "reserved" in refused.json()["detail"]
         assert admin.get("/tenants/system").status_code == 404
+
+
+def test_two_tenants_cannot_claim_the_same_host(platform: Platform, tmp_path: Path) -> None:
+    """Endpoint `bbb-ccc` of tenant `aaa` and endpoint `bbb` of tenant `ccc-aaa` would both
+    be `bbb-ccc-aaa.<domain>`: the second is refused."""
+    first = setup_tenant(platform, "aaa", tmp_path)
+    second = setup_tenant(platform, "ccc-aaa", tmp_path)
+    assert first.post("/tenants/aaa/endpoints", json=body("bbb-ccc", replicas=0)).status_code == 201
+    clash = second.post("/tenants/ccc-aaa/endpoints", json=body("bbb", replicas=0))
+    assert clash.status_code == 409
+    assert "bbb-ccc-aaa" in clash.json()["detail"]
+    assert endpoint_names(second, "ccc-aaa") == []

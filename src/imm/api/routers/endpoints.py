@@ -114,6 +114,9 @@ def create_endpoint(
     others = _locked_tenant(db, tenant)
     if any(e.name == body.endpointName for e in others):
         raise Conflict(f"endpoint {body.endpointName!r} already exists in tenant {tenant.name!r}")
+    taken = db.scalar(select(Endpoint.name).where(Endpoint.name + "-" + Endpoint.tenant == label))
+    if taken is not None:  # e.g. endpoint b-c of tenant a and endpoint b of tenant c-a
+        raise Conflict(f"host {endpoint_host(cfg, tenant.name, body.endpointName)} is taken")
     proposed = Footprint(body.endpointName, body.replicas, resources)
     check_fits(tenant.quota, map(footprint, others), proposed, new_endpoint=True)
     row = Endpoint(

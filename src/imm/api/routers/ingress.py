@@ -7,6 +7,7 @@ from fastapi.responses import PlainTextResponse
 
 from imm.api.deps import CurrentSettings
 from imm.domain.errors import NotFound
+from imm.runtime.local.pki import platform_ca_path
 
 router = APIRouter(tags=["ingress"])
 
@@ -14,7 +15,7 @@ router = APIRouter(tags=["ingress"])
 @router.get("/ingress/ca.crt", response_class=PlainTextResponse)
 def ingress_ca(cfg: CurrentSettings) -> PlainTextResponse:
     """Public: a CA certificate is no secret, and clients need it before they can verify."""
-    path = cfg.data_dir / "pki" / "ca.crt"
+    path = platform_ca_path(cfg.data_dir)
     if not path.exists():
         raise NotFound("this platform publishes no ingress CA (its ingress uses another one)")
     return PlainTextResponse(path.read_text(), media_type="application/x-pem-file")

@@ -12,7 +12,6 @@ the ingress can be stopped without cutting a call.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import grp
 import hashlib
 import logging
@@ -31,6 +30,7 @@ from pathlib import Path
 from cryptography import x509
 
 from imm.runtime.local import nginx_proc
+from imm.runtime.local.lifetime import die_with_parent
 from imm.runtime.local.nginx_conf import Paths, Server, check_server, render
 from imm.runtime.local.pki import PlatformPki, write_atomic
 
@@ -40,7 +40,6 @@ START_TIMEOUT = 30.0
 RELOAD_TIMEOUT = 30.0
 POLL = 0.02
 WORKER_USER = "nobody"
-PR_SET_PDEATHSIG = 1
 
 
 class IngressError(RuntimeError):
@@ -56,15 +55,6 @@ class Route:
     subject_name: str  # the only client certificate CN admitted
     backends: tuple[int, ...]  # 127.0.0.1 ports of READY replicas; empty -> UNAVAILABLE
     scaled_to_zero: bool = False  # empty because replicas == 0: the message says so
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: nginx gets SIGTERM (a fast, complete shutdown) when
-    the platform dies, however it dies, so no orphaned nginx keeps the port. Linux ties
-    this to the thread that starts nginx: start it from one that lives as long as the
-    platform (the main thread, or the supervisor's when ``apply`` restarts a dead nginx)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def find_nginx() -> str:
@@ -136,7 +126,7 @@ class Ingress:
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # its own group: stopped as one, not by Ctrl-C
-                    preexec_fn=_die_with_parent,  # as the replicas do
+                    preexec_fn=die_with_parent,  # as the replicas do
                 )
             finally:
                 output.close()

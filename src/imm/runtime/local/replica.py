@@ -7,7 +7,6 @@ starts replicas anew (no orphaned or duplicate processes).
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -25,10 +24,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from imm.runtime.local import cgroups
+from imm.runtime.local.lifetime import die_with_parent
 
 log = logging.getLogger("imm.runtime.replica")
 
-PR_SET_PDEATHSIG = 1
 LOG_TAIL = 2000
 
 
@@ -44,11 +43,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -101,7 +95,7 @@ class Replica:
         procs = cgroup_procs
 
         def before_exec() -> None:
-            _die_with_parent()
+            die_with_parent()
             cgroups.join(procs)
 
         with self.log_path.open("wb") as out:

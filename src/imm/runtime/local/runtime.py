@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from pathlib import Path
 
 from imm.config import Settings
 from imm.domain.quantities import parse
@@ -121,7 +120,3 @@ class LocalRuntime:
     def list_tenants(self) -> set[str]:
         with self._lock:
             return set(self._tenants)
-
-
-def server_ca_path(settings: Settings) -> Path:
-    return settings.data_dir / "pki" / "ca.crt"

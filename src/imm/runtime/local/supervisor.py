@@ -24,7 +24,7 @@ from typing import Protocol
 
 from imm.runtime.base import EndpointObservation, EndpointSpec, EndpointStatus
 from imm.runtime.local.cgroups import Cgroups, Limits
-from imm.runtime.local.ingress import Route
+from imm.runtime.local.ingress import IngressError, Route
 from imm.runtime.local.replica import Replica, ReplicaCommand, State
 
 log = logging.getLogger("imm.runtime.supervisor")
@@ -34,9 +34,12 @@ START_TIMEOUT = 180.0  # a model server not ready by then is killed and counts a
 FAILED_AFTER = 3  # consecutive failed starts before the endpoint shows `failed`
 BACKOFF_MAX = 30.0
 DRAIN_TIMEOUT = 35.0  # just above nginx's worker_shutdown_timeout
+INGRESS_RETRY = 5.0  # seconds before trying again a configuration nginx refused
 
 
 class IngressLike(Protocol):
+    rejected: dict[tuple[str, str], str]  # routes left out of the configuration, and why
+
     def apply(self, routes: Sequence[Route]) -> bool: ...
 
     def wait_drained(self, timeout: float) -> bool: ...
@@ -100,6 +103,8 @@ class Supervisor:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._routes: list[Route] | None = None
+        self._ingress_error: str | None = None
+        self._next_apply = 0.0
         self._drain_started: dict[str, float] = {}
         self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
 
@@ -144,7 +149,9 @@ class Supervisor:
                 desired_replicas=state.spec.replicas,
                 ready_replicas=len(state.serving()),
                 updated_replicas=len([r for r in state.serving() if r.template == state.template]),
-                last_error=state.last_error,
+                last_error=state.last_error
+                or self.ingress.rejected.get((tenant, name))
+                or self._ingress_error,
                 limits_enforced=None if state.limits.empty else self.cgroups.enforced,
             )
 
@@ -184,11 +191,16 @@ class Supervisor:
                 self._converge(state)
             routes = self._build_routes()
             draining = [r for r in self._retiring if r.state is State.DRAINING]
-        if routes != self._routes:
-            self.ingress.apply(routes)  # outside the lock: a reload takes a moment
-            self._routes = routes
-        routed = {port for route in routes for port in route.backends}
         now = time.monotonic()
+        if routes != self._routes and now >= self._next_apply:
+            try:
+                self.ingress.apply(routes)  # outside the lock: a reload takes a moment
+                self._routes, self._ingress_error = routes, None
+            except IngressError as exc:  # nginx keeps running the last good configuration
+                log.error("ingress refused the new configuration: %s", exc)
+                self._ingress_error = f"ingress: {exc}"[:2000]
+                self._next_apply = now + INGRESS_RETRY
+        routed = {port for route in self._routes or () for port in route.backends}
         with self._lock:
             for st in self._states.values():
                 for replica in st.replicas:
