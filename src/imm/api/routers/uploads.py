@@ -42,6 +42,17 @@ from imm.store.base import MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_NUMBER
 
 router = APIRouter(tags=["uploads"])
 BLOCK = 1024 * 1024
+QUEUED = 4  # blocks read ahead of the store: memory stays at a few MiB per part upload
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    """The error that ended a part upload, out of anyio's exception group."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
 RAW_BODY = {
     "required": True,
     "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
@@ -94,34 +105,47 @@ async def put_part(
         )
     if content_length is not None and content_length > MAX_PART_SIZE:
         raise TooLarge(f"a part may hold at most {MAX_PART_SIZE} bytes (5000 MiB)")
-    stream = request.stream().__aiter__()
+    # The event loop keeps reading the socket into a small queue of blocks while a worker
+    # thread hashes and writes the previous ones: receiving and storing overlap, and at most
+    # QUEUED blocks wait in memory whatever the part size.
+    send, receive = anyio.create_memory_object_stream[bytes](max_buffer_size=QUEUED)
 
-    async def next_block() -> bytes | None:
-        pieces: list[bytes] = []
-        size = 0
-        while size < BLOCK:
-            try:
-                chunk = await stream.__anext__()
-            except StopAsyncIteration:
-                break
-            pieces.append(chunk)
-            size += len(chunk)
-        return b"".join(pieces) if size else None
+    async def pump() -> None:
+        async with send:
+            pieces: list[bytes] = []
+            size = 0
+            async for chunk in request.stream():
+                pieces.append(chunk)
+                size += len(chunk)
+                if size >= BLOCK:
+                    await send.send(b"".join(pieces))
+                    pieces, size = [], 0
+            if size:
+                await send.send(b"".join(pieces))
 
     def blocks() -> Iterator[bytes]:
-        while (block := anyio.from_thread.run(next_block)) is not None:
-            yield block
+        while True:
+            try:
+                yield anyio.from_thread.run(receive.receive)
+            except anyio.EndOfStream:
+                return
 
-    part = await anyio.to_thread.run_sync(
-        registry.put_part,
-        store,
-        upload,
-        partNumber,
-        blocks(),
-        content_length,
-        content_md5,
-        x_amz_checksum_sha256,
-    )
+    try:
+        async with anyio.create_task_group() as group, receive:
+            group.start_soon(pump)
+            part = await anyio.to_thread.run_sync(
+                registry.put_part,
+                store,
+                upload,
+                partNumber,
+                blocks(),
+                content_length,
+                content_md5,
+                x_amz_checksum_sha256,
+            )
+            group.cancel_scope.cancel()  # the store has what it wants (or refused it)
+    except BaseExceptionGroup as group_error:
+        raise _first(group_error) from None
     return PartReceived(ETag=part.etag, partNumber=part.number)
 
 
