@@ -29,10 +29,11 @@ from pathlib import Path
 
 from cryptography import x509
 
+from imm.files import write_atomic
 from imm.runtime.local import nginx_proc
 from imm.runtime.local.lifetime import die_with_parent
 from imm.runtime.local.nginx_conf import Paths, Server, check_server, render
-from imm.runtime.local.pki import PlatformPki, write_atomic
+from imm.runtime.local.pki import PlatformPki
 
 log = logging.getLogger("imm.runtime.ingress")
 

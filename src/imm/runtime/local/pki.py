@@ -9,8 +9,6 @@ longer matches its key or the CA (a crash between two writes, a CA made anew).
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from imm import certs
+from imm.files import write_atomic
 
 log = logging.getLogger("imm.runtime.pki")
 
@@ -32,21 +31,6 @@ RENEW_BEFORE = timedelta(days=30)
 def platform_ca_path(data_dir: Path) -> Path:
     """Where the platform CA of a data directory lives (what ``imm certs server-ca`` prints)."""
     return data_dir / "pki" / "ca.crt"
-
-
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Readers (nginx on reload, a client) never see half a file or a key with loose mode."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class PlatformPki:
