@@ -23,6 +23,7 @@ from sqlalchemy import select
 from imm.config import Settings
 from imm.db.engine import Database
 from imm.db.tables import Endpoint, Tenant
+from imm.domain.names import endpoint_host
 from imm.runtime.base import EndpointObservation, EndpointSpec, Runtime, TenantSpec
 
 log = logging.getLogger("imm.reconciler")
@@ -41,7 +42,7 @@ def endpoint_spec(row: Endpoint, settings: Settings) -> EndpointSpec:
         model_version=row.model_version,
         replicas=row.replicas,
         resources=dict(row.resources),
-        host=f"{row.name}-{row.tenant}.{settings.domain}",
+        host=endpoint_host(row.name, row.tenant, settings.domain),
     )
 
 

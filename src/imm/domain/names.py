@@ -63,3 +63,23 @@ def check_subject_name(value: object) -> str:
     if value != value.strip():
         raise InvalidInput("subjectName must not start or end with a space")
     return value
+
+
+HOST_LABEL_MAX = 63  # DNS: <endpoint>-<tenant> is one label of the endpoint's host name
+
+
+def host_label(endpoint: str, tenant: str) -> str:
+    """``<endpoint>-<tenant>``, the first label of an endpoint's host name; InvalidInput if
+    it would not fit one DNS label."""
+    label = f"{endpoint}-{tenant}"
+    if len(label) > HOST_LABEL_MAX:
+        raise InvalidInput(
+            f"endpoint name and tenant name together ({label!r}, {len(label)} characters) must "
+            f"fit the {HOST_LABEL_MAX}-character host label <endpoint>-<tenant>"
+        )
+    return label
+
+
+def endpoint_host(endpoint: str, tenant: str, domain: str) -> str:
+    """Where clients reach an endpoint: ``<endpoint>-<tenant>.<domain>``, in every runtime."""
+    return f"{endpoint}-{tenant}.{domain}"

@@ -20,25 +20,20 @@ from imm.api.schemas import (
 )
 from imm.config import Settings
 from imm.db.tables import Endpoint, Tenant, utcnow
-from imm.domain.errors import Conflict, InvalidInput, NotFound
-from imm.domain.names import check_name, check_subject_name
+from imm.domain.errors import Conflict, NotFound
+from imm.domain.names import check_name, check_subject_name, endpoint_host, host_label
 from imm.domain.quantities import normalize_resources
 from imm.domain.quota import Footprint, check_fits, require_stated_keys
 from imm.store.base import ModelStore
 
 router = APIRouter(tags=["endpoints"])
-HOST_LABEL_MAX = 63  # DNS: <endpoint>-<tenant> is one label of the endpoint's host name
-
-
-def endpoint_host(settings: Settings, tenant: str, name: str) -> str:
-    return f"{name}-{tenant}.{settings.domain}"
 
 
 def view(row: Endpoint, settings: Settings) -> EndpointView:
     return EndpointView(
         name=row.name,
         tenant=row.tenant,
-        url=endpoint_host(settings, row.tenant, row.name),
+        url=endpoint_host(row.name, row.tenant, settings.domain),
         port=settings.endpoint_port,
         status=row.status,
         modelName=row.model_name,
@@ -102,12 +97,7 @@ def create_endpoint(
     cfg: CurrentSettings,
 ) -> EndpointView:
     check_subject_name(body.subjectName)
-    label = f"{body.endpointName}-{tenant.name}"
-    if len(label) > HOST_LABEL_MAX:
-        raise InvalidInput(
-            f"endpoint name and tenant name together ({label!r}, {len(label)} characters) must "
-            f"fit the {HOST_LABEL_MAX}-character host label <endpoint>-<tenant>"
-        )
+    label = host_label(body.endpointName, tenant.name)
     resources = normalize_resources(body.resources)
     require_stated_keys(tenant.quota, resources)
     require_model(db, store, tenant.name, body.modelName, body.modelVersion)
@@ -116,7 +106,7 @@ def create_endpoint(
         raise Conflict(f"endpoint {body.endpointName!r} already exists in tenant {tenant.name!r}")
     taken = db.scalar(select(Endpoint.name).where(Endpoint.name + "-" + Endpoint.tenant == label))
     if taken is not None:  # e.g. endpoint b-c of tenant a and endpoint b of tenant c-a
-        raise Conflict(f"host {endpoint_host(cfg, tenant.name, body.endpointName)} is taken")
+        raise Conflict(f"host {endpoint_host(body.endpointName, tenant.name, cfg.domain)} is taken")
     proposed = Footprint(body.endpointName, body.replicas, resources)
     check_fits(tenant.quota, map(footprint, others), proposed, new_endpoint=True)
     row = Endpoint(
@@ -145,7 +135,9 @@ def list_endpoints(
 ) -> list[EndpointSummary]:
     rows = sorted(tenant_endpoints(db, tenant.name), key=lambda r: r.name)
     return [
-        EndpointSummary(name=r.name, url=endpoint_host(cfg, r.tenant, r.name), status=r.status)
+        EndpointSummary(
+            name=r.name, url=endpoint_host(r.name, r.tenant, cfg.domain), status=r.status
+        )
         for r in rows
     ]
 

@@ -11,6 +11,7 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
+from imm.domain import names as names_rule
 from imm.domain.quantities import MAX_ENDPOINTS, RESOURCE_KEYS
 from imm.runtime.base import EndpointSpec, TenantSpec
 from imm.runtime.kubernetes import names
@@ -146,7 +147,7 @@ def render_network_policy(
 
 
 def endpoint_host(spec: EndpointSpec, domain: str) -> str:
-    return spec.host or f"{spec.name}-{spec.tenant}.{domain}"
+    return spec.host or names_rule.endpoint_host(spec.name, spec.tenant, domain)
 
 
 def render_endpoint(
