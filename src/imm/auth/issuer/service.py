@@ -146,6 +146,7 @@ class BuiltinIssuer:
             "name": user.name,
             "preferred_username": user.name,
             "groups": list(user.groups),
+            "jti": secrets.token_urlsafe(16),  # two tokens issued in one second still differ
         }
         if nonce:
             claims["nonce"] = nonce
