@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -67,6 +68,19 @@ class Figures:
     baseline_s: list[float] = field(default_factory=list)
     rss_growth: list[int] = field(default_factory=list)
     engine_s: list[float] = field(default_factory=list)
+    cli_cpu_s: list[float] = field(default_factory=list)
+    api_cpu_s: list[float] = field(default_factory=list)
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class RssWatch:
@@ -221,6 +235,7 @@ def bench_store(
             clean_baseline()
             watch = RssWatch(watch_pid)
             engine: list[float] = []
+            api_cpu, cli_cpu = process_cpu(watch_pid), children_cpu()
             with watch.watching():
                 figures.upload_s.append(
                     timed(
@@ -229,6 +244,8 @@ def bench_store(
                         )
                     )
                 )
+            figures.api_cpu_s.append(process_cpu(watch_pid) - api_cpu)
+            figures.cli_cpu_s.append(children_cpu() - cli_cpu)
             figures.engine_s.extend(engine)
             figures.rss_growth.append(watch.growth)
             imm(env, "models", "delete", "bench-model", str(round_), "--yes").check_returncode()
@@ -255,6 +272,12 @@ def report(figures: list[Figures], size: int, part: int) -> None:
             for u, e, b in zip(f.upload_s, f.engine_s, f.baseline_s, strict=True)
         )
         print(f"      seconds upload/baseline per round: {runs}")
+        gib = size / (1024 * MiB)
+        cpu = ", ".join(
+            f"CLI {c / gib:.2f} + API {a / gib:.2f}"
+            for c, a in zip(f.cli_cpu_s, f.api_cpu_s, strict=True)
+        )
+        print(f"      CPU seconds per GiB uploaded, per round: {cpu}")
         engine = min(f.engine_s)
         print(
             f"      without the CLI's start-up: {size / engine / MiB:.1f} MiB/s, "

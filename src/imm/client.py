@@ -127,14 +127,18 @@ class Client:
         data: bytes | Iterable[bytes],
         md5_b64: str | None = None,
         size: int | None = None,
+        crc32_b64: str | None = None,
     ) -> dict[str, Any]:
         """``data`` may be an iterable of chunks (streamed); pass ``size`` with it so the
-        server can refuse an over-size part before reading it."""
+        server can refuse an over-size part before reading it. The server checks each
+        checksum given (Content-MD5, x-amz-checksum-crc32) and keeps nothing on a mismatch."""
         headers = {"Content-Type": "application/octet-stream"}
         if size is not None:
             headers["Content-Length"] = str(size)
         if md5_b64:
             headers["Content-MD5"] = md5_b64
+        if crc32_b64:
+            headers["x-amz-checksum-crc32"] = crc32_b64
         return self.json(
             "PUT",
             f"/tenants/{seg(tenant)}/upload",

@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from fixtures.seaweed import S3Server
 from imm.client import ApiError, Client
 from imm.config import Settings
 from imm.store import ModelStore, open_store
+from imm.store.parts import crc32_b64
 
 MiB = 1024 * 1024
 
@@ -179,6 +181,11 @@ def test_checksum_mismatch_is_refused_and_nothing_kept(store_platform: Platform)
             headers={"x-amz-checksum-sha256": wrong_sha},
         )
     assert refused_sha.value.status == 400
+    wrong_crc = crc32_b64(zlib.crc32(b"other"))
+    with pytest.raises(ApiError) as refused_crc:
+        client.upload_part("up-sum", upload_id, 1, data, crc32_b64=wrong_crc)
+    assert refused_crc.value.status == 400
+    assert "x-amz-checksum-crc32" in refused_crc.value.detail
     assert client.upload_status("up-sum", upload_id)["parts"] == []
     good_sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
     client.request(
@@ -189,6 +196,8 @@ def test_checksum_mismatch_is_refused_and_nothing_kept(store_platform: Platform)
         headers={"x-amz-checksum-sha256": good_sha},
     )
     assert [p["size"] for p in client.upload_status("up-sum", upload_id)["parts"]] == [MiB]
+    answer = client.upload_part("up-sum", upload_id, 2, data, crc32_b64=crc32_b64(zlib.crc32(data)))
+    assert answer["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'  # the ETag stays the MD5
 
 
 BAD_STARTS = [

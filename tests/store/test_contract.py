@@ -6,6 +6,7 @@ import base64
 import hashlib
 import os
 import tracemalloc
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from imm.domain.errors import InvalidInput, NotFound
-from imm.store.base import MIN_PART_SIZE, ModelStore
+from imm.store.base import MIN_PART_SIZE, Checksums, ModelStore
+from imm.store.parts import crc32_b64
 
 MiB = 1024 * 1024
 TENANT, OTHER = "acme", "globex"
@@ -159,22 +161,26 @@ def test_correct_checksums_are_accepted(store: ModelStore, bucket: str) -> None:
         1,
         chunked(data),
         size=len(data),
-        md5_b64=b64(hashlib.md5(data).digest()),
-        sha256_b64=b64(hashlib.sha256(data).digest()),
+        checksums=Checksums(
+            md5=b64(hashlib.md5(data).digest()),
+            sha256=b64(hashlib.sha256(data).digest()),
+            crc32=crc32_b64(zlib.crc32(data)),
+        ),
     )
     assert info.etag == md5_etag(data)
 
 
-@pytest.mark.parametrize("which", ["md5", "sha256", "size", "bad base64"])
+@pytest.mark.parametrize("which", ["md5", "sha256", "crc32", "size", "bad base64"])
 def test_checksum_mismatch_keeps_nothing(store: ModelStore, bucket: str, which: str) -> None:
     good, data = os.urandom(1000), os.urandom(MIN_PART_SIZE)
     upload_id = store.start_upload(bucket, KEY)
     store.put_part(bucket, KEY, upload_id, 1, [good])
     wrong = {
-        "md5": {"md5_b64": b64(hashlib.md5(b"other").digest())},
-        "sha256": {"sha256_b64": b64(hashlib.sha256(b"other").digest())},
+        "md5": {"checksums": Checksums(md5=b64(hashlib.md5(b"other").digest()))},
+        "sha256": {"checksums": Checksums(sha256=b64(hashlib.sha256(b"other").digest()))},
+        "crc32": {"checksums": Checksums(crc32=crc32_b64(zlib.crc32(b"other")))},
         "size": {"size": len(data) + 1},
-        "bad base64": {"md5_b64": "not base64!"},
+        "bad base64": {"checksums": Checksums(md5="not base64!")},
     }[which]
     for number in (1, 2):  # neither replaces part 1 nor adds part 2
         with pytest.raises(InvalidInput):
@@ -392,7 +398,9 @@ def test_sized_upload_resent_and_refused_parts(store: ModelStore, bucket: str) -
     one, two, two_again, three = (os.urandom(MIN_PART_SIZE) for _ in range(4))
     upload_id = store.start_upload(bucket, KEY, part_size=MIN_PART_SIZE)
     with pytest.raises(InvalidInput):  # a refused first attempt leaves its slot reusable
-        store.put_part(bucket, KEY, upload_id, 1, chunked(one), md5_b64=b64(b"x" * 16))
+        store.put_part(
+            bucket, KEY, upload_id, 1, chunked(one), checksums=Checksums(md5=b64(b"x" * 16))
+        )
     put_all(store, upload_id, {1: one, 2: two, 3: three})
     with pytest.raises(InvalidInput):  # a refused resend leaves the recorded part intact
         store.put_part(bucket, KEY, upload_id, 2, chunked(two_again), size=len(two_again) - 1)

@@ -23,7 +23,7 @@ from imm.db.tables import Endpoint, Tenant, Upload
 from imm.domain.errors import Conflict, InvalidInput, NotFound
 from imm.domain.keys import object_key, version_prefix
 from imm.domain.names import check_name, check_version
-from imm.store.base import MIN_PART_SIZE, ModelStore, ObjectInfo, PartInfo
+from imm.store.base import MIN_PART_SIZE, Checksums, ModelStore, ObjectInfo, PartInfo
 
 log = logging.getLogger("imm.registry")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -139,8 +139,7 @@ def put_part(
     number: int,
     chunks: Iterable[bytes],
     size: int | None,
-    md5_b64: str | None,
-    sha256_b64: str | None,
+    checksums: Checksums,
 ) -> PartInfo:
     return store.put_part(
         upload.tenant,
@@ -149,8 +148,7 @@ def put_part(
         number,
         chunks,
         size=size,
-        md5_b64=md5_b64,
-        sha256_b64=sha256_b64,
+        checksums=checksums,
     )
 
 

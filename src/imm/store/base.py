@@ -25,6 +25,17 @@ MAX_PART_SIZE = 5000 * 1024 * 1024
 
 
 @dataclass(frozen=True)
+class Checksums:
+    """What the client says a part hashes to, base64 as in S3's headers; each one given is
+    checked. CRC32 is what S3's SDKs send by default: it costs the client a twentieth of
+    an MD5, and the ETag's MD5 is then computed once, by the server."""
+
+    md5: str | None = None  # Content-MD5
+    sha256: str | None = None  # x-amz-checksum-sha256
+    crc32: str | None = None  # x-amz-checksum-crc32: big-endian CRC-32 (zlib's)
+
+
+@dataclass(frozen=True)
 class PartInfo:
     number: int
     size: int
@@ -95,8 +106,7 @@ class ModelStore(Protocol):
         number: int,
         chunks: Iterable[bytes],
         size: int | None = None,
-        md5_b64: str | None = None,
-        sha256_b64: str | None = None,
+        checksums: Checksums = Checksums(),
     ) -> PartInfo:
         """Streams one part, holding at most a chunk in memory; replaces an earlier part
         with the same number. A checksum mismatch, or a body whose length differs from

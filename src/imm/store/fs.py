@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from imm.domain.errors import Conflict, InvalidInput, NotFound
 from imm.store import checks
-from imm.store.base import MIN_PART_SIZE, ObjectInfo, OpenUpload, PartInfo
+from imm.store.base import MIN_PART_SIZE, Checksums, ObjectInfo, OpenUpload, PartInfo
 from imm.store.fs_uploads import TMP_PREFIX, UPLOAD_ID, UploadFolder
 from imm.store.parts import multipart_etag, quote_etag
 
@@ -118,12 +118,11 @@ class FilesystemStore:
         number: int,
         chunks: Iterable[bytes],
         size: int | None = None,
-        md5_b64: str | None = None,
-        sha256_b64: str | None = None,
+        checksums: Checksums = Checksums(),
     ) -> PartInfo:
         checks.part_number(number)
         folder = self._upload(tenant, key, upload_id)
-        written, md5_hex = folder.write_part(number, chunks, size, md5_b64, sha256_b64)
+        written, md5_hex = folder.write_part(number, chunks, size, checksums)
         return PartInfo(number, written, quote_etag(md5_hex))
 
     def list_parts(self, tenant: str, key: str, upload_id: str) -> list[PartInfo]:

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from imm.domain.errors import InvalidInput, NotFound
-from imm.store.base import MAX_PART_SIZE
+from imm.store.base import MAX_PART_SIZE, Checksums
 from imm.store.parts import write_part
 
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -162,8 +162,7 @@ class UploadFolder:
         number: int,
         chunks: Iterable[bytes],
         size: int | None,
-        md5_b64: str | None,
-        sha256_b64: str | None,
+        checksums: Checksums,
     ) -> tuple[int, str] | None:
         """None when the part cannot go in place; then nothing was read from ``chunks``."""
         size_hint = self.part_size
@@ -191,9 +190,7 @@ class UploadFolder:
                 if not (self.path / "meta.json").exists():
                     raise self._gone()  # completed: ``data`` may be a published object now
                 offset = (number - 1) * size_hint
-                written, digest = write_part(
-                    chunks, _WriterAt(fd, offset), size, md5_b64, sha256_b64
-                )
+                written, digest = write_part(chunks, _WriterAt(fd, offset), size, checksums)
                 _start_writeback(fd, offset, written)
                 self._record(number, self.path / f"{number:05d}.{digest.hex()}.s{written}", None)
             finally:
@@ -207,18 +204,17 @@ class UploadFolder:
         number: int,
         chunks: Iterable[bytes],
         size: int | None,
-        md5_b64: str | None,
-        sha256_b64: str | None,
+        checksums: Checksums,
     ) -> tuple[int, str]:
         """Returns (size, md5 hex) once the part is recorded; on any error no record
         changes."""
-        done = self._write_in_place(number, chunks, size, md5_b64, sha256_b64)
+        done = self._write_in_place(number, chunks, size, checksums)
         if done is not None:
             return done
         tmp = self.path / f"{TMP_PREFIX}{uuid.uuid4().hex}"
         try:
             with open(tmp, "xb") as out:
-                written, digest = write_part(chunks, out, size, md5_b64, sha256_b64)
+                written, digest = write_part(chunks, out, size, checksums)
             self._record(number, self.path / f"{number:05d}.{digest.hex()}", tmp)
         except FileNotFoundError:
             raise self._gone() from None

@@ -1,8 +1,8 @@
 """Writing one part while hashing it, and the checksum rules both backends share.
 
-A part is streamed chunk by chunk into a file and hashed on the way (MD5 for the ETag,
-SHA-256 only when the client sent one), so memory stays at one chunk whatever the part size,
-and a mismatch is known before the part is committed anywhere.
+A part is streamed chunk by chunk into a file and hashed on the way (MD5 for the ETag; the
+client's own checksum when it sent one), so memory stays at one chunk whatever the part
+size, and a mismatch is known before the part is committed anywhere.
 """
 
 from __future__ import annotations
@@ -10,17 +10,23 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import zlib
 from collections.abc import Iterable
 from typing import Protocol
 
 from imm.domain.errors import InvalidInput, TooLarge
-from imm.store.base import MAX_PART_SIZE
+from imm.store.base import MAX_PART_SIZE, Checksums
 
 
 class Sink(Protocol):
     """Where part bytes go: a file object, or a writer at a fixed offset of a file."""
 
     def write(self, data: bytes, /) -> object: ...
+
+
+def crc32_b64(value: int) -> str:
+    """The x-amz-checksum-crc32 header value of a ``zlib.crc32`` result."""
+    return base64.b64encode(value.to_bytes(4, "big")).decode()
 
 
 def _digest(value: str, length: int, header: str) -> bytes:
@@ -52,17 +58,22 @@ def write_part(
     chunks: Iterable[bytes],
     out: Sink,
     size: int | None = None,
-    md5_b64: str | None = None,
-    sha256_b64: str | None = None,
+    checksums: Checksums = Checksums(),
 ) -> tuple[int, bytes]:
     """Copies ``chunks`` to ``out``; returns (bytes written, binary MD5) once every check
     passed. The caller discards ``out`` when this raises."""
-    want_md5 = _digest(md5_b64, 16, "Content-MD5") if md5_b64 else None
-    want_sha = _digest(sha256_b64, 32, "x-amz-checksum-sha256") if sha256_b64 else None
+    want_md5 = _digest(checksums.md5, 16, "Content-MD5") if checksums.md5 else None
+    want_sha = _digest(checksums.sha256, 32, "x-amz-checksum-sha256") if checksums.sha256 else None
+    want_crc = (
+        int.from_bytes(_digest(checksums.crc32, 4, "x-amz-checksum-crc32"), "big")
+        if checksums.crc32
+        else None
+    )
     if size is not None and size > MAX_PART_SIZE:
         raise TooLarge(f"a part may be at most {MAX_PART_SIZE} bytes, got {size}")
     md5 = hashlib.md5()
     sha = hashlib.sha256() if want_sha is not None else None
+    crc = 0
     written = 0
     for chunk in chunks:
         if not chunk:
@@ -75,6 +86,8 @@ def write_part(
         md5.update(chunk)
         if sha is not None:
             sha.update(chunk)
+        if want_crc is not None:
+            crc = zlib.crc32(chunk, crc)
         out.write(chunk)
     if size is not None and written != size:
         raise InvalidInput(f"the part ended after {written} of {size} bytes")
@@ -84,5 +97,9 @@ def write_part(
     if sha is not None and sha.digest() != want_sha:
         raise InvalidInput(
             "x-amz-checksum-sha256 does not match the part received; nothing was kept"
+        )
+    if want_crc is not None and crc != want_crc:
+        raise InvalidInput(
+            "x-amz-checksum-crc32 does not match the part received; nothing was kept"
         )
     return written, digest

@@ -25,7 +25,14 @@ from botocore.exceptions import ClientError
 
 from imm.domain.errors import Conflict, InvalidInput, NotFound, TooLarge
 from imm.store import checks
-from imm.store.base import MIN_PART_SIZE, ObjectInfo, ObjectReader, OpenUpload, PartInfo
+from imm.store.base import (
+    MIN_PART_SIZE,
+    Checksums,
+    ObjectInfo,
+    ObjectReader,
+    OpenUpload,
+    PartInfo,
+)
 from imm.store.parts import quote_etag, unquote_etag, write_part
 
 MAX_BUCKET_NAME = 63
@@ -181,14 +188,13 @@ class S3Store:
         number: int,
         chunks: Iterable[bytes],
         size: int | None = None,
-        md5_b64: str | None = None,
-        sha256_b64: str | None = None,
+        checksums: Checksums = Checksums(),
     ) -> PartInfo:
         bucket = self.bucket_name(tenant)
         checks.key(key)
         checks.part_number(number)
         with tempfile.TemporaryFile(dir=self._spool_dir) as spool:
-            written, digest = write_part(chunks, spool, size, md5_b64, sha256_b64)
+            written, digest = write_part(chunks, spool, size, checksums)
             spool.seek(0)
             with _translated(f"part {number} of upload {upload_id!r}"):
                 response = self._s3.upload_part(

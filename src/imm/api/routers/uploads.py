@@ -38,7 +38,7 @@ from imm.db.engine import Database
 from imm.db.tables import Upload
 from imm.domain.errors import InvalidInput, TooLarge
 from imm.domain.keys import check_file_name, check_key
-from imm.store.base import MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_NUMBER
+from imm.store.base import MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_NUMBER, Checksums
 
 router = APIRouter(tags=["uploads"])
 BLOCK = 1024 * 1024
@@ -98,6 +98,7 @@ async def put_part(
     content_length: Annotated[int | None, Header()] = None,
     content_md5: Annotated[str | None, Header()] = None,
     x_amz_checksum_sha256: Annotated[str | None, Header()] = None,
+    x_amz_checksum_crc32: Annotated[str | None, Header()] = None,
 ) -> PartReceived:
     if not MIN_PART_NUMBER <= partNumber <= MAX_PART_NUMBER:
         raise InvalidInput(
@@ -140,8 +141,7 @@ async def put_part(
                 partNumber,
                 blocks(),
                 content_length,
-                content_md5,
-                x_amz_checksum_sha256,
+                Checksums(content_md5, x_amz_checksum_sha256, x_amz_checksum_crc32),
             )
             group.cancel_scope.cancel()  # the store has what it wants (or refused it)
     except BaseExceptionGroup as group_error:
