@@ -190,7 +190,7 @@ class UploadFolder:
                 if not (self.path / "meta.json").exists():
                     raise self._gone()  # completed: ``data`` may be a published object now
                 offset = (number - 1) * size_hint
-                written, digest = write_part(chunks, _WriterAt(fd, offset), size, checksums)
+                written, digest, _ = write_part(chunks, _WriterAt(fd, offset), size, checksums)
                 _start_writeback(fd, offset, written)
                 self._record(number, self.path / f"{number:05d}.{digest.hex()}.s{written}", None)
             finally:
@@ -214,7 +214,7 @@ class UploadFolder:
         tmp = self.path / f"{TMP_PREFIX}{uuid.uuid4().hex}"
         try:
             with open(tmp, "xb") as out:
-                written, digest = write_part(chunks, out, size, checksums)
+                written, digest, _ = write_part(chunks, out, size, checksums)
             self._record(number, self.path / f"{number:05d}.{digest.hex()}", tmp)
         except FileNotFoundError:
             raise self._gone() from None

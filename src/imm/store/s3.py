@@ -33,7 +33,7 @@ from imm.store.base import (
     OpenUpload,
     PartInfo,
 )
-from imm.store.parts import quote_etag, unquote_etag, write_part
+from imm.store.parts import crc32_b64, quote_etag, unquote_etag, write_part
 
 MAX_BUCKET_NAME = 63
 _DELETE_BATCH = 1000
@@ -194,7 +194,15 @@ class S3Store:
         checks.key(key)
         checks.part_number(number)
         with tempfile.TemporaryFile(dir=self._spool_dir) as spool:
-            written, digest = write_part(chunks, spool, size, checksums)
+            # The server checks what it receives against a checksum we computed on the
+            # way in: the client's MD5 when it sent one, else our CRC-32 (the server
+            # computes the MD5 ETag itself, so the API need not).
+            written = write_part(chunks, spool, size, checksums, md5=False)
+            check = (
+                {"ContentMD5": base64.b64encode(written.md5).decode()}
+                if written.md5
+                else {"ChecksumCRC32": crc32_b64(written.crc32)}
+            )
             spool.seek(0)
             with _translated(f"part {number} of upload {upload_id!r}"):
                 response = self._s3.upload_part(
@@ -203,10 +211,10 @@ class S3Store:
                     UploadId=upload_id,
                     PartNumber=number,
                     Body=spool,
-                    ContentLength=written,
-                    ContentMD5=base64.b64encode(digest).decode(),
+                    ContentLength=written.size,
+                    **check,
                 )
-        return PartInfo(number, written, quote_etag(unquote_etag(response["ETag"])))
+        return PartInfo(number, written.size, quote_etag(unquote_etag(response["ETag"])))
 
     def _raw_parts(self, bucket: str, key: str, upload_id: str) -> Iterator[dict[str, Any]]:
         with _translated(f"upload {upload_id!r}"):
