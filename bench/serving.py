@@ -63,7 +63,6 @@ HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
 PEER_VENV = WORK / "peer"
 FEATURES, HIDDEN, CLASSES = 64, 128, 10
-H2LOAD = ["h2load"]
 NATIVE, PYTHON = "h2load", "Python"  # the two kinds of load generator
 
 
@@ -150,13 +149,15 @@ def h2load(address: str, method: str, payload: bytes, calls: int, clients: int) 
     body = WORK / "h2load_body.bin"
     body.write_bytes(b"\0" + struct.pack(">I", len(payload)) + payload)
     log_file = WORK / "h2load.log"
-    warm = [*H2LOAD, "-n", str(50 * clients), "-c", str(clients), "-m", "1", "-d", str(body),
-            "-H", "content-type: application/grpc", "-H", "te: trailers",
-            f"http://{address}{method}"]  # fmt: skip
-    subprocess.run(warm, check=True, capture_output=True)
-    cmd = [*H2LOAD, "-n", str(calls), *warm[3:-1], "--log-file", str(log_file), warm[-1]]
+    common = ["-c", str(clients), "-m", "1", "-d", str(body),
+              "-H", "content-type: application/grpc", "-H", "te: trailers"]  # fmt: skip
+    url = f"http://{address}{method}"
+    subprocess.run(
+        ["h2load", "-n", str(50 * clients), *common, url], check=True, capture_output=True
+    )
     log_file.unlink(missing_ok=True)  # h2load appends
-    subprocess.run(cmd, check=True, capture_output=True)
+    measured = ["h2load", "-n", str(calls), *common, "--log-file", str(log_file), url]
+    subprocess.run(measured, check=True, capture_output=True)
     rows = [line.split("\t") for line in log_file.read_text().splitlines()]
     if len(rows) != calls or any(r[1] != "200" for r in rows):
         raise SystemExit(f"h2load: {len(rows)} answers, statuses {sorted({r[1] for r in rows})}")

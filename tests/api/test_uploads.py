@@ -20,8 +20,8 @@ from fixtures.seaweed import S3Server
 
 from imm.client import ApiError, Client
 from imm.config import Settings
+from imm.domain.checksums import crc32_b64
 from imm.store import ModelStore, open_store
-from imm.store.parts import crc32_b64
 
 MiB = 1024 * 1024
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from imm.domain.checksums import crc32_b64
 from imm.domain.errors import InvalidInput, NotFound
 from imm.store.base import MIN_PART_SIZE, Checksums, ModelStore
-from imm.store.parts import crc32_b64
 
 MiB = 1024 * 1024
 TENANT, OTHER = "acme", "globex"

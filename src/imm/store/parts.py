@@ -24,11 +24,6 @@ class Sink(Protocol):
     def write(self, data: bytes, /) -> object: ...
 
 
-def crc32_b64(value: int) -> str:
-    """The x-amz-checksum-crc32 header value of a ``zlib.crc32`` result."""
-    return base64.b64encode(value.to_bytes(4, "big")).decode()
-
-
 def _digest(value: str, length: int, header: str) -> bytes:
     try:
         raw = base64.b64decode(value.strip(), validate=True)
@@ -56,8 +51,8 @@ def multipart_etag(part_md5_hex: list[str]) -> str:
 
 class Written(NamedTuple):
     size: int
-    md5: bytes  # binary; empty when not asked for
-    crc32: int
+    md5: bytes  # binary; empty when not computed
+    crc32: int | None  # None when not computed
 
 
 def write_part(
@@ -68,8 +63,9 @@ def write_part(
     md5: bool = True,
 ) -> Written:
     """Copies ``chunks`` to ``out``; returns what was written once every check passed. The
-    caller discards ``out`` when this raises. ``md5=False`` skips the MD5 (1.6 CPU-seconds
-    per GiB) unless Content-MD5 must be checked: an S3 server computes its own ETag."""
+    caller discards ``out`` when this raises. ``md5=False`` computes the CRC-32 instead of
+    the MD5 (1.6 CPU-seconds per GiB), unless Content-MD5 must be checked: an S3 server
+    computes its own ETag. Each hash runs only when a check or the caller needs it."""
     want_md5 = _digest(checksums.md5, 16, "Content-MD5") if checksums.md5 else None
     want_sha = _digest(checksums.sha256, 32, "x-amz-checksum-sha256") if checksums.sha256 else None
     want_crc = (
@@ -81,7 +77,7 @@ def write_part(
         raise TooLarge(f"a part may be at most {MAX_PART_SIZE} bytes, got {size}")
     md5_hash = hashlib.md5() if md5 or want_md5 is not None else None
     sha = hashlib.sha256() if want_sha is not None else None
-    crc = 0
+    crc = 0 if want_crc is not None or not md5 else None
     written = 0
     for chunk in chunks:
         if not chunk:
@@ -95,7 +91,8 @@ def write_part(
             md5_hash.update(chunk)
         if sha is not None:
             sha.update(chunk)
-        crc = zlib.crc32(chunk, crc)
+        if crc is not None:
+            crc = zlib.crc32(chunk, crc)
         out.write(chunk)
     if size is not None and written != size:
         raise InvalidInput(f"the part ended after {written} of {size} bytes")

@@ -23,6 +23,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from imm.domain.checksums import crc32_b64
 from imm.domain.errors import Conflict, InvalidInput, NotFound, TooLarge
 from imm.store import checks
 from imm.store.base import (
@@ -33,7 +34,7 @@ from imm.store.base import (
     OpenUpload,
     PartInfo,
 )
-from imm.store.parts import crc32_b64, quote_etag, unquote_etag, write_part
+from imm.store.parts import quote_etag, unquote_etag, write_part
 
 MAX_BUCKET_NAME = 63
 _DELETE_BATCH = 1000
@@ -198,11 +199,11 @@ class S3Store:
             # way in: the client's MD5 when it sent one, else our CRC-32 (the server
             # computes the MD5 ETag itself, so the API need not).
             written = write_part(chunks, spool, size, checksums, md5=False)
-            check = (
-                {"ContentMD5": base64.b64encode(written.md5).decode()}
-                if written.md5
-                else {"ChecksumCRC32": crc32_b64(written.crc32)}
-            )
+            if written.md5:
+                check = {"ContentMD5": base64.b64encode(written.md5).decode()}
+            else:
+                assert written.crc32 is not None  # write_part computes it when md5=False
+                check = {"ChecksumCRC32": crc32_b64(written.crc32)}
             spool.seek(0)
             with _translated(f"part {number} of upload {upload_id!r}"):
                 response = self._s3.upload_part(

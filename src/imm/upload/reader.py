@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 
-from imm.store.parts import crc32_b64
+from imm.domain.checksums import crc32_b64
 
 CHUNK = 1024 * 1024
 IN_MEMORY = 64 * 1024 * 1024

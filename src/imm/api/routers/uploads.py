@@ -141,7 +141,9 @@ async def put_part(
                 partNumber,
                 blocks(),
                 content_length,
-                Checksums(content_md5, x_amz_checksum_sha256, x_amz_checksum_crc32),
+                Checksums(
+                    md5=content_md5, sha256=x_amz_checksum_sha256, crc32=x_amz_checksum_crc32
+                ),
             )
             group.cancel_scope.cancel()  # the store has what it wants (or refused it)
     except BaseExceptionGroup as group_error:
