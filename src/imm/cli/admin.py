@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import getpass
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
-from imm.auth.issuer.users import USERS_FILE, UserFile
 from imm.cli.common import fail
 from imm.cli.output import Output, console, show
-from imm.config import load_settings
 from imm.domain.errors import IMMError
+
+if TYPE_CHECKING:
+    from imm.auth.issuer.users import UserFile
 
 app = typer.Typer(help="Manage users of the built-in OIDC issuer (reads IMM_DATA_DIR).")
 
 
 def _users() -> UserFile:
+    """The server's settings and argon2 are loaded only by the commands that need them."""
+    from imm.auth.issuer.users import USERS_FILE, UserFile
+    from imm.config import load_settings
+
     settings = load_settings()
     if not settings.builtin_issuer_enabled:
         raise fail("IMM_OIDC_ISSUER names an external issuer: manage users there")
