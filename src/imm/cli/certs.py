@@ -7,32 +7,33 @@ own CA, which signs the ingress's server certificate, is what clients verify the
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
 from imm.cli.common import fail
+from imm.files import write_atomic, write_private
 
 app = typer.Typer(
     help="Make a tenant CA, client keys and CSRs, sign them; show the platform CA.",
     no_args_is_help=True,
 )
 
-KEY_MODE = 0o600
+
+def _check_new(force: bool, *paths: Path) -> None:
+    """Never clobber a key by accident: refuses before anything is written."""
+    for path in paths:
+        if path.exists() and not force:
+            raise fail(f"{path} exists; pass --force to replace it")
 
 
-def _write(path: Path, data: bytes, mode: int, force: bool) -> None:
-    """Never clobber a key by accident; keys are created private, not chmod-ed after."""
-    if path.exists() and not force:
-        raise fail(f"{path} exists; pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.replace(tmp, path)
+def _write_key(path: Path, data: bytes) -> None:
+    write_private(path, data)  # created 0600, never chmod-ed after
+    typer.echo(f"wrote {path}")
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    write_atomic(path, data, 0o644)
     typer.echo(f"wrote {path}")
 
 
@@ -46,10 +47,11 @@ def ca(
     """Create a tenant CA: ca.crt (give it to `imm tenants create --ca-cert`), ca.key (0600)."""
     from imm import certs
 
+    _check_new(force, out / "ca.key", out / "ca.crt")
     key = certs.new_key()
     cert = certs.create_ca(cn, key, days=days)
-    _write(out / "ca.key", certs.key_pem(key), KEY_MODE, force)
-    _write(out / "ca.crt", certs.cert_pem(cert), 0o644, force)
+    _write_key(out / "ca.key", certs.key_pem(key))
+    _write_public(out / "ca.crt", certs.cert_pem(cert))
 
 
 @app.command()
@@ -70,10 +72,11 @@ def request(
         check_subject_name(cn)
     except InvalidInput as exc:
         raise fail(f"--cn: {str(exc).replace('subjectName', 'the CN')}") from None
+    _check_new(force, out / f"{name}.key", out / f"{name}.csr")
     key = certs.new_key()
     csr = certs.create_csr(cn, key)
-    _write(out / f"{name}.key", certs.key_pem(key), KEY_MODE, force)
-    _write(out / f"{name}.csr", csr.public_bytes(Encoding.PEM), 0o644, force)
+    _write_key(out / f"{name}.key", certs.key_pem(key))
+    _write_public(out / f"{name}.csr", csr.public_bytes(Encoding.PEM))
 
 
 @app.command()
@@ -94,6 +97,7 @@ def sign(
     from imm import certs
     from imm.domain.errors import InvalidInput
 
+    _check_new(force, out)
     try:
         csr = x509.load_pem_x509_csr(csr_file.read_bytes())
         cert = x509.load_pem_x509_certificate(ca_cert.read_bytes())
@@ -106,7 +110,7 @@ def sign(
         signed = certs.sign_csr(csr, cert, key, days=days)  # type: ignore[arg-type]
     except InvalidInput as exc:
         raise fail(str(exc)) from None
-    _write(out, certs.cert_pem(signed), 0o644, force)
+    _write_public(out, certs.cert_pem(signed))
 
 
 @app.command("server-ca")
