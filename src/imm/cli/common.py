@@ -32,9 +32,28 @@ def api_client(config: CliConfig | None = None) -> Iterator[Client]:
         raise fail(str(exc)) from None
 
 
-def tenant_or_default(tenant: str | None, config: CliConfig | None = None) -> str:
-    config = config or CliConfig.load()
+def tenant_or_default(tenant: str | None, config: CliConfig) -> str:
+    """``tenant``, or the one saved at login; pass the config the command's client uses."""
     chosen = tenant or config.tenant
     if not chosen:
         raise fail("no tenant given: pass --tenant, or log in as a member of exactly one tenant")
     return chosen
+
+
+def tenant_config(tenant: str | None) -> tuple[CliConfig, str]:
+    """Reads ~/.imm once for a tenant's command: the config (for ``api_client``) and the
+    tenant, ``tenant`` or the default one."""
+    config = CliConfig.load()
+    return config, tenant_or_default(tenant, config)
+
+
+def parse_pairs(items: list[str], option: str, example: str) -> dict[str, str]:
+    """Repeated ``KEY=VALUE`` options as a dict; an empty key or value is refused."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise fail(f"{option} takes KEY=VALUE (e.g. {example}), got {item!r}")
+        pairs[key] = value
+    return pairs

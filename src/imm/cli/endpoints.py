@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from imm.cli.common import api_client, fail, tenant_or_default
+from imm.cli.common import api_client, fail, parse_pairs, tenant_config
 from imm.cli.output import Output, console, show
 from imm.client import Client
 
@@ -23,13 +23,7 @@ WaitOpt = typer.Option(
 
 
 def parse_resources(items: list[str]) -> dict[str, str]:
-    resources: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise fail(f"--resource takes KEY=VALUE (e.g. limits.cpu=500m), got {item!r}")
-        resources[key.strip()] = value.strip()
-    return resources
+    return parse_pairs(items, "--resource", "limits.cpu=500m")
 
 
 def wait_settled(client: Client, tenant: str, name: str, timeout: float) -> dict[str, Any]:
@@ -75,10 +69,11 @@ def create(
     output: Output = OutputOpt,
 ) -> None:
     """Create an endpoint serving a model version."""
-    tenant = tenant_or_default(tenant)
-    with api_client() as client:
+    resources = parse_resources(resource)
+    config, tenant = tenant_config(tenant)
+    with api_client(config) as client:
         endpoint = client.create_endpoint(
-            tenant, name, subject, model, version, replicas, parse_resources(resource)
+            tenant, name, subject, model, version, replicas, resources
         )
         _finish(client, tenant, endpoint, wait, output)
 
@@ -86,16 +81,16 @@ def create(
 @app.command("list")
 def list_(tenant: str = TenantOpt, output: Output = OutputOpt) -> None:
     """List the tenant's endpoints with their status."""
-    tenant = tenant_or_default(tenant)
-    with api_client() as client:
+    config, tenant = tenant_config(tenant)
+    with api_client(config) as client:
         show(client.list_endpoints(tenant), output, LIST_COLUMNS)
 
 
 @app.command()
 def view(name: str, tenant: str = TenantOpt, output: Output = OutputOpt) -> None:
     """Show an endpoint: status, model, subject, resources, replicas, URL, last error."""
-    tenant = tenant_or_default(tenant)
-    with api_client() as client:
+    config, tenant = tenant_config(tenant)
+    with api_client(config) as client:
         show(client.get_endpoint(tenant, name), output)
 
 
@@ -111,7 +106,7 @@ def update(
     output: Output = OutputOpt,
 ) -> None:
     """Change the model, version, subject or resources: replicas roll one by one."""
-    tenant = tenant_or_default(tenant)
+    config, tenant = tenant_config(tenant)
     changes: dict[str, Any] = {}
     if model:
         changes["modelName"] = model
@@ -123,7 +118,7 @@ def update(
         changes["resources"] = parse_resources(resource)
     if not changes:
         raise fail("nothing to change: pass --model, --version, --subject or --resource")
-    with api_client() as client:
+    with api_client(config) as client:
         _finish(client, tenant, client.update_endpoint(tenant, name, **changes), wait, output)
 
 
@@ -136,8 +131,8 @@ def scale(
     output: Output = OutputOpt,
 ) -> None:
     """Set the number of replicas; 0 keeps the endpoint defined but turns it off."""
-    tenant = tenant_or_default(tenant)
-    with api_client() as client:
+    config, tenant = tenant_config(tenant)
+    with api_client(config) as client:
         _finish(client, tenant, client.scale_endpoint(tenant, name, replicas), wait, output)
 
 
@@ -148,9 +143,9 @@ def delete(
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
 ) -> None:
     """Delete an endpoint; its model stays in the registry."""
-    tenant = tenant_or_default(tenant)
+    config, tenant = tenant_config(tenant)
     if not yes:
         typer.confirm(f"Delete endpoint {name} of tenant {tenant}?", abort=True)
-    with api_client() as client:
+    with api_client(config) as client:
         client.delete_endpoint(tenant, name)
     console.print(f"Endpoint {name} deleted.")

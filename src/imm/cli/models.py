@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichBar
 
-from imm.cli.common import api_client, fail, tenant_or_default
+from imm.cli.common import api_client, fail, tenant_config
 from imm.cli.config import CliConfig
 from imm.cli.oidc import LoginError, token_provider
 from imm.cli.output import Output, console, errors, show
@@ -97,10 +97,15 @@ def summary(result: UploadResult) -> str:
     )
 
 
-def run_upload(request: UploadRequest, output: Output = Output.table, verify: bool = True) -> None:
+def run_upload(
+    request: UploadRequest,
+    output: Output = Output.table,
+    verify: bool = True,
+    config: CliConfig | None = None,
+) -> None:
     """Shared by ``imm models upload`` and ``python -m imm.upload``; exits non-zero on
     failure (130 after Ctrl-C)."""
-    config = CliConfig.load()
+    config = config or CliConfig.load()
     try:
         with upload_client(config, verify) as client:
             result = Uploader(client, request, BarProgress(errors)).run()
@@ -138,10 +143,9 @@ def upload(
     output: Output = typer.Option(Output.table, "--output", "-o"),
 ) -> None:
     """Upload a model version; it is listed only once every file of it has arrived."""
-    request = UploadRequest(
-        path, tenant_or_default(tenant), model, version, part, parallel, resume, keep
-    )
-    run_upload(request, output)
+    config, chosen = tenant_config(tenant)
+    request = UploadRequest(path, chosen, model, version, part, parallel, resume, keep)
+    run_upload(request, output, config=config)
 
 
 @app.command("list")
@@ -150,8 +154,8 @@ def list_(
     output: Output = typer.Option(Output.table, "--output", "-o"),
 ) -> None:
     """List the complete model versions of a tenant (size in bytes)."""
-    chosen = tenant_or_default(tenant)
-    with api_client() as client:
+    config, chosen = tenant_config(tenant)
+    with api_client(config) as client:
         models = client.list_models(chosen)
     show(models, output, COLUMNS)
 
@@ -163,9 +167,9 @@ def view(
     output: Output = typer.Option(Output.table, "--output", "-o"),
 ) -> None:
     """Show one model's versions with their files."""
-    chosen = tenant_or_default(tenant)
+    config, chosen = tenant_config(tenant)
     _check(lambda: check_name(model, "model name"))
-    with api_client() as client:
+    with api_client(config) as client:
         detail = client.get_model(chosen, model)
     if output is Output.json:
         show(detail, output)
@@ -181,11 +185,11 @@ def delete(
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
 ) -> None:
     """Delete one model version with all its files (and any upload still open into it)."""
-    chosen = tenant_or_default(tenant)
+    config, chosen = tenant_config(tenant)
     _check(lambda: (check_name(model, "model name"), check_version(version)))
     if not yes:
         typer.confirm(f"Delete version {version} of model {model} in {chosen}?", abort=True)
-    with api_client() as client:
+    with api_client(config) as client:
         client.delete_model_version(chosen, model, version)
     console.print(f"Deleted version {version} of model {model}.", highlight=False)
 

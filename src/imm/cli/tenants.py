@@ -6,21 +6,11 @@ from pathlib import Path
 
 import typer
 
-from imm.cli.common import api_client, fail
+from imm.cli.common import api_client, parse_pairs
 from imm.cli.output import Output, console, show
 
 app = typer.Typer(help="Create, list, view and delete tenants (platform admins).")
 COLUMNS = ("name", "scope", "quota", "createdAt")
-
-
-def parse_quota(items: list[str]) -> dict[str, str]:
-    quota: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise fail(f"--quota takes KEY=VALUE, got {item!r}")
-        quota[key.strip()] = value.strip()
-    return quota
 
 
 @app.command()
@@ -34,8 +24,9 @@ def create(
     output: Output = typer.Option(Output.table, "--output", "-o"),
 ) -> None:
     """Create a tenant with its CA certificate and quota."""
+    pairs = parse_pairs(quota, "--quota", "limits.cpu=4")
     with api_client() as client:
-        tenant = client.create_tenant(name, ca_cert.read_text(), scope, parse_quota(quota))
+        tenant = client.create_tenant(name, ca_cert.read_text(), scope, pairs)
     show({k: tenant[k] for k in COLUMNS}, output)
 
 
