@@ -7,7 +7,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from imm.domain.names import NAME_MAX, NAME_MIN, NAME_RE, check_name
+from imm.domain.multipart import MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_NUMBER, MIN_PART_SIZE
+from imm.domain.names import NAME_MAX, NAME_MIN, NAME_RE, VERSION_MAX, check_name
 
 ResourceName = Annotated[
     str,
@@ -71,15 +72,15 @@ class WhoAmI(BaseModel):
 
 class UploadStart(Strict):
     modelName: ResourceName
-    modelVersion: int = Field(ge=1, le=2**63 - 1, description="a positive integer")
+    modelVersion: int = Field(ge=1, le=VERSION_MAX, description="a positive integer")
     fileName: str = Field(description="the file's name, without folders")
     key: str | None = Field(
         default=None, description="optional folder path inside the version, e.g. 'variables'"
     )
     partSize: int | None = Field(
         default=None,
-        ge=5 * 1024 * 1024,
-        le=5000 * 1024 * 1024,
+        ge=MIN_PART_SIZE,
+        le=MAX_PART_SIZE,
         description="the size of every part but the last, if known: lets the store write "
         "parts in place and complete without copying",
     )
@@ -95,13 +96,13 @@ class PartReceived(BaseModel):
 
 
 class PartRef(Strict):
-    PartNumber: int = Field(ge=1, le=10_000)
+    PartNumber: int = Field(ge=MIN_PART_NUMBER, le=MAX_PART_NUMBER)
     ETag: str = Field(min_length=1, max_length=128)
 
 
 class UploadDone(Strict):
     uploadId: str = Field(min_length=1, max_length=64)
-    parts: list[PartRef] = Field(min_length=1, max_length=10_000)
+    parts: list[PartRef] = Field(min_length=1, max_length=MAX_PART_NUMBER)
 
 
 class UploadAbort(Strict):
@@ -157,7 +158,7 @@ class EndpointCreate(Strict):
     endpointName: ResourceName
     subjectName: str = Field(description="the client certificate CN this endpoint admits")
     modelName: ResourceName
-    modelVersion: int = Field(ge=1, le=2**63 - 1)
+    modelVersion: int = Field(ge=1, le=VERSION_MAX)
     replicas: int = Field(default=1, ge=0, le=100)
     resources: Resources = Field(
         default_factory=dict,
@@ -167,7 +168,7 @@ class EndpointCreate(Strict):
 
 class EndpointUpdate(Strict):
     modelName: ResourceName | None = None
-    modelVersion: int | None = Field(default=None, ge=1, le=2**63 - 1)
+    modelVersion: int | None = Field(default=None, ge=1, le=VERSION_MAX)
     subjectName: str | None = None
     resources: Resources | None = None
 

@@ -19,9 +19,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-MIN_PART_NUMBER, MAX_PART_NUMBER = 1, 10_000
-MIN_PART_SIZE = 5 * 1024 * 1024  # S3's EntityTooSmall limit, for every part but the last
-MAX_PART_SIZE = 5000 * 1024 * 1024
+from imm.domain.multipart import MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_NUMBER, MIN_PART_SIZE
+
+__all__ = [
+    "MAX_PART_NUMBER",
+    "MAX_PART_SIZE",
+    "MIN_PART_NUMBER",
+    "MIN_PART_SIZE",
+    "Checksums",
+    "ModelStore",
+    "ObjectInfo",
+    "ObjectReader",
+    "OpenUpload",
+    "PartInfo",
+]
 
 
 @dataclass(frozen=True)

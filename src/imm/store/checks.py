@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from imm.domain.checksums import unquote_etag
 from imm.domain.errors import InvalidInput
 from imm.domain.keys import check_key, check_prefix
+from imm.domain.multipart import MAX_PART_NUMBER, MIN_PART_NUMBER, MIN_PART_SIZE, MiB
 from imm.domain.names import check_name
-from imm.store.base import MAX_PART_NUMBER, MIN_PART_NUMBER
-from imm.store.parts import unquote_etag
 
 
 def tenant(value: str) -> str:
@@ -41,9 +41,20 @@ def completion(parts: list[tuple[int, str]]) -> list[tuple[int, str]]:
         if not isinstance(etag, str) or not etag:
             raise InvalidInput(f"part {number} needs its ETag")
         if result and number <= result[-1][0]:
-            raise InvalidInput("parts must be listed in ascending order of part number")
+            raise InvalidInput(
+                "parts must be listed in ascending order of part number, each number once"
+            )
         result.append((number, unquote_etag(etag)))
     return result
+
+
+def not_last_part_size(number: int, size: int) -> None:
+    """S3's EntityTooSmall rule, for every part of a completion but the last."""
+    if size < MIN_PART_SIZE:
+        raise InvalidInput(
+            f"part {number} is {size} bytes; every part but the last must be at least "
+            f"{MIN_PART_SIZE} bytes ({MIN_PART_SIZE // MiB} MiB)"
+        )
 
 
 def relative_path(obj_key: str, prefix_: str) -> str:

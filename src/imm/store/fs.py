@@ -24,11 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from imm.domain.checksums import quote_etag
 from imm.domain.errors import Conflict, InvalidInput, NotFound
 from imm.store import checks
-from imm.store.base import MIN_PART_SIZE, Checksums, ObjectInfo, OpenUpload, PartInfo
-from imm.store.fs_uploads import TMP_PREFIX, UPLOAD_ID, UploadFolder
-from imm.store.parts import multipart_etag, quote_etag
+from imm.store.base import Checksums, ObjectInfo, OpenUpload, PartInfo
+from imm.store.fs_uploads import TMP_PREFIX, UPLOAD_ID, UploadFolder, fsync_path
+from imm.store.parts import multipart_etag
 
 _ETAG_XATTR = "user.imm.etag"
 
@@ -44,14 +45,6 @@ def _get_etag(path: Path, st: os.stat_result) -> str:
         return os.getxattr(path, _ETAG_XATTR).decode()
     except OSError:
         return f'"{st.st_mtime_ns:x}-{st.st_size:x}"'  # weak, like nginx's
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FilesystemStore:
@@ -156,11 +149,8 @@ class FilesystemStore:
                 part = have.get(number)
                 if part is None or part.md5 != md5:
                     raise InvalidInput(f"part {number} with ETag {md5!r} was not uploaded")
-                if i < len(wanted) - 1 and part.size < MIN_PART_SIZE:
-                    raise InvalidInput(
-                        f"part {number} is {part.size} bytes; every part but the last "
-                        f"must be at least {MIN_PART_SIZE} bytes"
-                    )
+                if i < len(wanted) - 1:
+                    checks.not_last_part_size(number, part.size)
                 chosen.append(part)
             etag = multipart_etag([md5 for _, md5 in wanted])
             self._prepare_target(target, key)
@@ -168,7 +158,7 @@ class FilesystemStore:
                 _set_etag(assembled, etag)
                 os.replace(assembled, target)
                 folder.close()  # the upload is no longer open from here on
-        _fsync_dir(target.parent)
+        fsync_path(target.parent, directory=True)
         shutil.rmtree(folder.path, ignore_errors=True)
         st = target.stat()
         return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), etag)

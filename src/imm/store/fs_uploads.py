@@ -93,8 +93,9 @@ def _start_writeback(fd: int, offset: int, count: int) -> None:
         os.posix_fadvise(fd, offset, count, os.POSIX_FADV_DONTNEED)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def fsync_path(path: Path, directory: bool = False) -> None:
+    """Flushes a file, or a folder's entries (after a rename into it), to the disk."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
     try:
         os.fsync(fd)
     finally:
@@ -269,7 +270,7 @@ class UploadFolder:
             finally:
                 os.close(fd)
         if len(chosen) == 1 and not chosen[0].in_place:
-            _fsync(chosen[0].path)
+            fsync_path(chosen[0].path)
             yield chosen[0].path
             return
         out = self.path / f"{TMP_PREFIX}{uuid.uuid4().hex}"

@@ -34,15 +34,6 @@ def _digest(value: str, length: int, header: str) -> bytes:
     return raw
 
 
-def quote_etag(md5_hex: str) -> str:
-    return f'"{md5_hex}"'
-
-
-def unquote_etag(etag: str) -> str:
-    """Clients send ETags with or without quotes (and sometimes upper-case); compare bare."""
-    return etag.strip().strip('"').lower()
-
-
 def multipart_etag(part_md5_hex: list[str]) -> str:
     """S3's ETag of a multipart object: MD5 of the binary part MD5s, then '-N'."""
     joined = b"".join(bytes.fromhex(h) for h in part_md5_hex)

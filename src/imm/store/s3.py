@@ -23,18 +23,17 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from imm.domain.checksums import crc32_b64
+from imm.domain.checksums import crc32_b64, quote_etag, unquote_etag
 from imm.domain.errors import Conflict, InvalidInput, NotFound, TooLarge
 from imm.store import checks
 from imm.store.base import (
-    MIN_PART_SIZE,
     Checksums,
     ObjectInfo,
     ObjectReader,
     OpenUpload,
     PartInfo,
 )
-from imm.store.parts import quote_etag, unquote_etag, write_part
+from imm.store.parts import write_part
 
 MAX_BUCKET_NAME = 63
 _DELETE_BATCH = 1000
@@ -178,7 +177,7 @@ class S3Store:
         if not self.bucket_exists(tenant):
             raise NotFound(f"tenant {tenant!r} has no bucket")
         with _translated(f"starting an upload of {key!r}"):
-            response = self._s3.create_multipart_upload(Bucket=bucket, Key=checks.key(key))
+            response = self._s3.create_multipart_upload(Bucket=bucket, Key=key)
         return str(response["UploadId"])
 
     def put_part(
@@ -277,11 +276,8 @@ class S3Store:
             size = have.get((number, etag))
             if size is None:
                 raise InvalidInput(f"part {number} with ETag {etag!r} was not uploaded")
-            if i < len(wanted) - 1 and size < MIN_PART_SIZE:
-                raise InvalidInput(
-                    f"part {number} is {size} bytes; every part but the last "
-                    f"must be at least {MIN_PART_SIZE} bytes"
-                )
+            if i < len(wanted) - 1:
+                checks.not_last_part_size(number, size)
         with _translated(f"completing upload {upload_id!r}"):
             response = self._s3.complete_multipart_upload(
                 Bucket=bucket,

@@ -12,10 +12,9 @@ from pathlib import Path
 
 from imm.domain.errors import InvalidInput
 from imm.domain.keys import object_key
-from imm.store.base import MAX_PART_NUMBER
+from imm.domain.multipart import MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE, MiB
 
-MiB = 1024 * 1024
-PART_MB_MIN, PART_MB_MAX, PART_MB_DEFAULT = 5, 5000, 30
+PART_MB_MIN, PART_MB_MAX, PART_MB_DEFAULT = MIN_PART_SIZE // MiB, MAX_PART_SIZE // MiB, 30
 
 
 @dataclass(frozen=True)
