@@ -44,12 +44,15 @@ def _pem_bytes(text: str) -> bytes:
     raise InvalidInput("cert must be a PEM X.509 certificate, as PEM text or base64 of PEM")
 
 
-def describe(pem: str) -> CaInfo:
-    """Subject and expiry of a stored (already validated) certificate."""
-    cert = x509.load_pem_x509_certificate(pem.encode())
+def _ca_info(cert: x509.Certificate, pem: str) -> CaInfo:
     return CaInfo(
         pem=pem, subject=cert.subject.rfc4514_string(), not_after=cert.not_valid_after_utc
     )
+
+
+def describe(pem: str) -> CaInfo:
+    """Subject and expiry of a stored (already validated) certificate."""
+    return _ca_info(x509.load_pem_x509_certificate(pem.encode()), pem)
 
 
 def load_ca_certificate(text: object, now: datetime | None = None) -> CaInfo:
@@ -76,16 +79,7 @@ def load_ca_certificate(text: object, now: datetime | None = None) -> CaInfo:
         raise InvalidInput(f"cert expired on {cert.not_valid_after_utc.isoformat()}")
     if cert.not_valid_before_utc > now:
         raise InvalidInput(f"cert is not valid before {cert.not_valid_before_utc.isoformat()}")
-    return CaInfo(
-        pem=cert.public_bytes(Encoding.PEM).decode(),
-        subject=cert.subject.rfc4514_string(),
-        not_after=cert.not_valid_after_utc,
-    )
-
-
-def common_name(cert: x509.Certificate) -> str | None:
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else None
+    return _ca_info(cert, cert.public_bytes(Encoding.PEM).decode())
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:

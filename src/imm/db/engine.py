@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -48,12 +46,6 @@ class Database:
 
     def migrate(self) -> None:
         migrate(self.engine)
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A unit of work: committed when the block ends normally, rolled back otherwise."""
-        with self._sessions() as session, session.begin():
-            yield session
 
     def open(self) -> Session:
         """A plain session; the caller commits (API handlers commit explicitly)."""
