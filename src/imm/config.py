@@ -153,6 +153,20 @@ class Settings(BaseSettings):
     def store_dir(self) -> Path:
         return self.data_dir / "store"
 
+    @property
+    def uses_s3(self) -> bool:
+        """Whether models live in S3: ``IMM_STORE=s3``, or an S3 endpoint set without saying
+        ``IMM_STORE`` (issue 3: configuring an endpoint and credentials is enough). The API's
+        store and the runtimes' model servers must agree on it."""
+        if "store" in self.model_fields_set:
+            return self.store == "s3"
+        return bool(self.s3_endpoint)
+
+    @property
+    def platform_ca_path(self) -> Path:
+        """The platform CA that clients verify the local ingress with (``imm certs server-ca``)."""
+        return self.data_dir / "pki" / "ca.crt"
+
 
 def load_settings(**overrides: object) -> Settings:
     return Settings(**overrides)  # type: ignore[arg-type]

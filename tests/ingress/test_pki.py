@@ -9,6 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from imm.config import load_settings
 from imm.runtime.local.pki import PlatformPki, platform_ca_path
 
 
@@ -22,6 +23,7 @@ def test_first_ensure_makes_a_ca_and_a_server_certificate_for_the_domain(tmp_pat
     pki = PlatformPki(tmp_path / "pki", "imm.localhost")
     assert pki.ensure()
     assert pki.ca_path == platform_ca_path(tmp_path)
+    assert pki.ca_path == load_settings(data_dir=tmp_path).platform_ca_path
     assert pki.ca_key_path.stat().st_mode & 0o777 == 0o600
     assert pki.key_path.stat().st_mode & 0o777 == 0o600
     assert sans(pki.cert_path) == ["*.imm.localhost", "imm.localhost"]
@@ -43,7 +45,8 @@ def test_a_second_ensure_changes_nothing(tmp_path: Path) -> None:
 def test_a_new_domain_gets_a_new_server_certificate_from_the_same_ca(tmp_path: Path) -> None:
     PlatformPki(tmp_path / "pki", "imm.localhost").ensure()
     ca = (tmp_path / "pki" / "ca.crt").read_bytes()
-    pki = PlatformPki(tmp_path / "pki", "Models.Example.COM.")
+    # The settings normalise the domain; the PKI takes it as they give it.
+    pki = PlatformPki(tmp_path / "pki", load_settings(domain="Models.Example.COM.").domain)
     assert pki.ensure()
     assert pki.ca_path.read_bytes() == ca
     assert sans(pki.cert_path) == ["*.models.example.com", "models.example.com"]

@@ -86,7 +86,7 @@ class Ingress:
         nginx: str | None = None,
     ) -> None:
         self.listen = listen
-        self.domain = domain.strip().lower().rstrip(".")
+        self.domain = domain  # as Settings.domain gives it: lower case, no trailing dot
         self.work_dir = work_dir.resolve()
         self.pki = pki
         self.nginx = nginx

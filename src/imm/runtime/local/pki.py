@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from imm import certs
+from imm.config import Settings
 from imm.files import write_atomic
 
 log = logging.getLogger("imm.runtime.pki")
@@ -29,12 +30,14 @@ RENEW_BEFORE = timedelta(days=30)
 
 
 def platform_ca_path(data_dir: Path) -> Path:
-    """Where the platform CA of a data directory lives (what ``imm certs server-ca`` prints)."""
-    return data_dir / "pki" / "ca.crt"
+    """Where the platform CA of a data directory lives: ``Settings.platform_ca_path``, which
+    callers holding the settings should read instead (kept for callers holding a path)."""
+    return Settings.model_construct(data_dir=data_dir).platform_ca_path
 
 
 class PlatformPki:
-    """``directory`` holds ca.crt, ca.key (0600), server.crt and server.key (0600)."""
+    """``directory`` holds ca.crt, ca.key (0600), server.crt and server.key (0600);
+    ``domain`` as ``Settings.domain`` gives it (lower case, no trailing dot)."""
 
     def __init__(
         self,
@@ -44,7 +47,7 @@ class PlatformPki:
         renew_before: timedelta = RENEW_BEFORE,
     ) -> None:
         self.directory = directory
-        self.domain = domain.strip().lower().rstrip(".")
+        self.domain = domain
         self.server_days = server_days
         self.renew_before = renew_before
 

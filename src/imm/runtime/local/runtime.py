@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 
 from imm.config import Settings
@@ -14,6 +13,7 @@ from imm.runtime.local.ingress import Ingress
 from imm.runtime.local.pki import PlatformPki
 from imm.runtime.local.replica import ReplicaCommand, stop_survivors
 from imm.runtime.local.supervisor import Supervisor
+from imm.runtime.serving_args import intra_op_threads
 
 log = logging.getLogger("imm.runtime.local")
 
@@ -32,7 +32,7 @@ class LocalRuntime:
         self.settings = settings
         data = settings.data_dir.resolve()
         self.work_dir = data / "runtime"
-        self.pki = PlatformPki(data / "pki", settings.domain)
+        self.pki = PlatformPki(settings.platform_ca_path.parent.resolve(), settings.domain)
         self.ingress = Ingress(
             settings.ingress_host_port, settings.domain, data / "ingress", self.pki
         )
@@ -50,8 +50,7 @@ class LocalRuntime:
 
     def start(self) -> None:
         stop_survivors(self.work_dir / "replicas.pid", self.settings.data_dir.resolve())
-        self.ingress.start()
-        self.ingress.apply([])
+        self.ingress.start()  # with no routes; the supervisor's first tick applies them
         self.supervisor.start()
 
     def stop(self) -> None:
@@ -66,9 +65,8 @@ class LocalRuntime:
     def _command(self, spec: EndpointSpec) -> ReplicaCommand:
         """Where a replica finds the model: the store's folder, or its S3 bucket."""
         s = self.settings
-        data = s.data_dir.resolve()
         env: dict[str, str] = {}
-        if s.store == "s3" or s.s3_endpoint:
+        if s.uses_s3:
             base = f"s3://{s.s3_bucket_prefix}{spec.tenant}/{spec.model_name}"
             env = {
                 k: v
@@ -81,16 +79,14 @@ class LocalRuntime:
                 if v
             }
         else:
-            base = str(data / "store" / spec.tenant / spec.model_name)
-        cpu = spec.resources.get("limits.cpu") or spec.resources.get("requests.cpu")
-        threads = max(1, math.ceil(parse(cpu, "cpu"))) if cpu else 1
+            base = str(s.store_dir.resolve() / spec.tenant / spec.model_name)
         return ReplicaCommand(
             model_name=spec.model_name,
             model_version=spec.model_version,
             base_path=base,
-            cache_dir=data / "cache" / spec.tenant,
+            cache_dir=s.data_dir.resolve() / "cache" / spec.tenant,
             env=env,
-            threads=threads,
+            threads=intra_op_threads(spec.resources),
         )
 
     # -- Runtime --------------------------------------------------------------------------
