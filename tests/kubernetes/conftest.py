@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from fixtures.fake_kube_api import FakeKubeApiServer
-from k8s_samples import DOMAIN, SETTINGS, STORE
+from k8s_samples import SETTINGS, STORE
 
 from imm.runtime.kubernetes import KubernetesRuntime
 
@@ -26,7 +26,7 @@ def runtime(fake_api: FakeKubeApiServer, tmp_path: Path) -> Iterator[KubernetesR
     """The real runtime and the real client, configured by a kubeconfig naming the fake."""
     kubeconfig = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
     settings = SETTINGS.model_copy(update={"kubeconfig": str(kubeconfig)})
-    rt = KubernetesRuntime(settings, STORE, DOMAIN)
+    rt = KubernetesRuntime(settings, STORE)
     try:
         yield rt
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from imm.domain.names import endpoint_host
 from imm.runtime.base import EndpointSpec, TenantSpec
 from imm.runtime.kubernetes.settings import KubernetesSettings, StoreAccess
 
@@ -9,6 +10,7 @@ from imm.runtime.kubernetes.settings import KubernetesSettings, StoreAccess
 # ship with kubernetes-validate.
 K8S_VERSIONS = ("1.35", "1.36", "1.37")
 
+DOMAIN = "imm.example.com"
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 
 TENANT = TenantSpec(
@@ -43,6 +45,7 @@ def endpoint(replicas: int = 1, version: int = 1, **changes: object) -> Endpoint
         "resources": dict(RESOURCES),
     }
     values.update(changes)
+    values.setdefault("host", endpoint_host(str(values["name"]), str(values["tenant"]), DOMAIN))
     return EndpointSpec(**values)  # type: ignore[arg-type]
 
 
@@ -61,4 +64,3 @@ STORE = StoreAccess(
     region="us-east-1",
     bucket_prefix="imm-",
 )
-DOMAIN = "imm.example.com"

@@ -86,9 +86,7 @@ def test_nothing_of_another_platform_or_being_deleted_is_claimed(
 def test_listing_failures_are_cluster_errors(fake_api: FakeKubeApiServer, tmp_path: Path) -> None:
     kubeconfig = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
     kubeconfig.write_text(kubeconfig.read_text().replace("fake-token", "wrong-token"))
-    runtime = KubernetesRuntime(
-        SETTINGS.model_copy(update={"kubeconfig": str(kubeconfig)}), STORE, "d"
-    )
+    runtime = KubernetesRuntime(SETTINGS.model_copy(update={"kubeconfig": str(kubeconfig)}), STORE)
     try:
         with pytest.raises(ClusterError, match="list namespaces") as caught:
             runtime.list_tenants()
@@ -125,7 +123,7 @@ def test_without_a_cluster_the_check_warns_and_start_returns(
     fake.stop()  # nothing listens there any more
     path.write_text(path.read_text().replace(fake.url, f"http://127.0.0.1:{free_port()}"))
     settings = SETTINGS.model_copy(update={"kubeconfig": str(path)})
-    runtime = KubernetesRuntime(settings, STORE, "d")
+    runtime = KubernetesRuntime(settings, STORE)
     runtime.start()
     with caplog.at_level(logging.WARNING, logger="imm.runtime.kubernetes.runtime"):
         assert runtime.check_cluster() is False

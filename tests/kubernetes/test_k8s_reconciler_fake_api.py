@@ -44,7 +44,7 @@ def db(tmp_path: Path) -> Iterator[Database]:
 def reconciler(cluster: FakeKubeApiServer, db: Database, tmp_path: Path) -> Iterator[Reconciler]:
     kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
     settings = SETTINGS.model_copy(update={"kubeconfig": str(kubeconfig)})
-    runtime = KubernetesRuntime(settings, STORE, DOMAIN)
+    runtime = KubernetesRuntime(settings, STORE)
     try:
         yield Reconciler(db, runtime, Settings(domain=DOMAIN, data_dir=tmp_path))
     finally:

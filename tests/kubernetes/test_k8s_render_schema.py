@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import kubernetes_validate
 import pytest
-from k8s_samples import DOMAIN, K8S_VERSIONS, SETTINGS, STORE, TENANT, endpoint
+from k8s_samples import K8S_VERSIONS, SETTINGS, STORE, TENANT, endpoint
 
 from imm.runtime.kubernetes import render
 
@@ -22,11 +22,10 @@ def _objects() -> list[tuple[str, dict]]:
     for replicas in (0, 1, 3):
         spec = endpoint(replicas=replicas)
         objects += [
-            (f"endpoint-{replicas}", o)
-            for o in render.render_endpoint(spec, SETTINGS, STORE, DOMAIN)
+            (f"endpoint-{replicas}", o) for o in render.render_endpoint(spec, SETTINGS, STORE)
         ]
     bare = endpoint(replicas=2, resources={}, name="1st-endpoint")
-    objects += [("endpoint-bare", o) for o in render.render_endpoint(bare, SETTINGS, STORE, DOMAIN)]
+    objects += [("endpoint-bare", o) for o in render.render_endpoint(bare, SETTINGS, STORE)]
     return objects
 
 

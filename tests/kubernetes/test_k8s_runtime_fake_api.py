@@ -173,6 +173,11 @@ def test_create_endpoint_applies_deployment_service_and_ingress(
     assert args[args.index("--model-base-path") + 1] == "s3://imm-acme/resnet50"
     assert args[args.index("--model-version") + 1] == "1"
     assert args[args.index("--port") + 1] == "8500"
+    # as the local runtime starts it: one inference thread per CPU of the limit, and a
+    # grace period that fits the pod's (preStop 5s + 20s < 30s)
+    assert args[args.index("--intra-op-threads") + 1] == "1"
+    assert args[args.index("--inter-op-threads") + 1] == "1"
+    assert args[args.index("--grace-period") + 1] == "20"
     assert container["resources"] == {
         "requests": {"cpu": "500m", "memory": "512Mi"},
         "limits": {"cpu": "1", "memory": "1Gi"},

@@ -61,7 +61,21 @@ def test_from_settings_needs_the_s3_store() -> None:
         KubernetesRuntime.from_settings(Settings(store="fs"))
 
 
-def test_from_settings_takes_store_and_domain_from_the_platform_settings(
+def test_from_settings_follows_the_api_store_choice(
+    fake_api: FakeKubeApiServer, tmp_path: Path
+) -> None:
+    s3 = {"s3_endpoint": "http://minio:9000", "s3_access_key": "ak", "s3_secret_key": "sk"}
+    k8s = KubernetesSettings(kubeconfig=str(fake_api.write_kubeconfig(tmp_path / "kubeconfig")))
+    # IMM_STORE=fs: the API writes the filesystem, which model servers could not read.
+    with pytest.raises(ValueError, match="IMM_STORE=s3"):
+        KubernetesRuntime.from_settings(Settings(store="fs", **s3), k8s)
+    # An S3 endpoint without IMM_STORE means S3 for the API's store too.
+    runtime = KubernetesRuntime.from_settings(Settings(**s3), k8s)
+    assert runtime.store.endpoint == "http://minio:9000"
+    runtime.close()
+
+
+def test_from_settings_takes_the_store_from_the_platform_settings(
     fake_api: FakeKubeApiServer, tmp_path: Path
 ) -> None:
     settings = Settings(
@@ -70,7 +84,6 @@ def test_from_settings_takes_store_and_domain_from_the_platform_settings(
         s3_access_key="ak",
         s3_secret_key="sk",
         s3_bucket_prefix="models-",
-        domain="Ml.Example.org",
     )
     kubeconfig = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
     runtime = KubernetesRuntime.from_settings(
@@ -78,7 +91,6 @@ def test_from_settings_takes_store_and_domain_from_the_platform_settings(
     )
     try:
         assert runtime.store.bucket("acme") == "models-acme"
-        assert runtime.domain == "ml.example.org"
         runtime.apply_tenant(TENANT)
         assert fake_api.get("namespaces", "imm-acme") is not None
     finally:
@@ -91,7 +103,7 @@ def test_api_server_refusals_become_cluster_errors(
     kubeconfig = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
     kubeconfig.write_text(kubeconfig.read_text().replace("fake-token", "wrong-token"))
     settings = KubernetesSettings(kubeconfig=str(kubeconfig), tls_secret="")
-    runtime = KubernetesRuntime(settings, STORE, domain="d.example")
+    runtime = KubernetesRuntime(settings, STORE)
     try:
         with pytest.raises(ClusterError) as caught:
             runtime.apply_tenant(TENANT)

@@ -11,12 +11,12 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from imm.domain import names as names_rule
 from imm.domain.quantities import MAX_ENDPOINTS, RESOURCE_KEYS
 from imm.runtime.base import EndpointSpec, TenantSpec
 from imm.runtime.kubernetes import names
 from imm.runtime.kubernetes.settings import KubernetesSettings, StoreAccess
 from imm.runtime.kubernetes.subject import match_cn
+from imm.runtime.serving_args import intra_op_threads, model_server_argv
 
 Manifest = dict[str, Any]
 
@@ -146,18 +146,14 @@ def render_network_policy(
 # -- endpoint -------------------------------------------------------------------------------
 
 
-def endpoint_host(spec: EndpointSpec, domain: str) -> str:
-    return spec.host or names_rule.endpoint_host(spec.name, spec.tenant, domain)
-
-
 def render_endpoint(
-    spec: EndpointSpec, settings: KubernetesSettings, store: StoreAccess, domain: str
+    spec: EndpointSpec, settings: KubernetesSettings, store: StoreAccess
 ) -> list[Manifest]:
     """Deployment, Service and Ingress, in the order they should be applied."""
     return [
         render_deployment(spec, settings, store),
         render_service(spec, settings),
-        render_ingress(spec, settings, domain),
+        render_ingress(spec, settings),
     ]
 
 
@@ -172,23 +168,16 @@ def container_resources(resources: dict[str, str]) -> dict[str, dict[str, str]]:
 
 
 def model_server_args(spec: EndpointSpec, store: StoreAccess) -> list[str]:
-    return [
+    return model_server_argv(
         "python",
-        "-m",
-        "imm.serving",
-        "--model-name",
-        spec.model_name,
-        "--model-base-path",
-        f"s3://{store.bucket(spec.tenant)}/{spec.model_name}",
-        "--model-version",
-        str(spec.model_version),
-        "--host",
-        "0.0.0.0",
-        "--port",
-        str(names.GRPC_PORT),
-        "--cache-dir",
-        CACHE_DIR,
-    ]
+        model_name=spec.model_name,
+        model_version=spec.model_version,
+        base_path=f"s3://{store.bucket(spec.tenant)}/{spec.model_name}",
+        host="0.0.0.0",
+        port=names.GRPC_PORT,
+        cache_dir=CACHE_DIR,
+        threads=intra_op_threads(spec.resources),
+    )
 
 
 def _grpc_probe(period: int, failures: int) -> dict[str, Any]:
@@ -314,11 +303,11 @@ def render_service(spec: EndpointSpec, settings: KubernetesSettings) -> Manifest
     }
 
 
-def render_ingress(spec: EndpointSpec, settings: KubernetesSettings, domain: str) -> Manifest:
+def render_ingress(spec: EndpointSpec, settings: KubernetesSettings) -> Manifest:
     """ingress-nginx terminates TLS, verifies the client against the tenant CA, checks the
     subject CN and forwards gRPC (h2c) to the Service."""
     ns = names.namespace(settings.namespace_prefix, spec.tenant)
-    host = endpoint_host(spec, domain)
+    host = spec.host
     tls: dict[str, Any] = {"hosts": [host]}
     if settings.tls_secret:
         tls["secretName"] = settings.tls_secret

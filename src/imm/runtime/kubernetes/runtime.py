@@ -34,12 +34,10 @@ class KubernetesRuntime:
         self,
         settings: KubernetesSettings,
         store: StoreAccess,
-        domain: str,
         api_client: client.ApiClient | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.domain = domain
         self.api_client = api_client or make_api_client(settings)
         self.applier = Applier(self.api_client, settings.request_timeout_seconds)
 
@@ -48,8 +46,11 @@ class KubernetesRuntime:
         cls, settings: Settings, k8s: KubernetesSettings | None = None
     ) -> KubernetesRuntime:
         """Model servers on a cluster read models from S3: a filesystem store cannot work."""
-        if settings.store != "s3" or not (
-            settings.s3_endpoint and settings.s3_access_key and settings.s3_secret_key
+        if not (
+            settings.uses_s3
+            and settings.s3_endpoint
+            and settings.s3_access_key
+            and settings.s3_secret_key
         ):
             raise ValueError(
                 "IMM_RUNTIME=kubernetes needs IMM_STORE=s3 with IMM_S3_ENDPOINT, "
@@ -62,7 +63,7 @@ class KubernetesRuntime:
             region=settings.s3_region,
             bucket_prefix=settings.s3_bucket_prefix,
         )
-        return cls(k8s or KubernetesSettings.from_settings(settings), store, settings.domain)
+        return cls(k8s or KubernetesSettings.from_settings(settings), store)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -76,11 +77,8 @@ class KubernetesRuntime:
         """One cheap call the runtime needs anyway (list tenant namespaces); logs its outcome."""
         server = self.api_client.configuration.host
         try:
-            tenants = inventory.tenant_namespaces(
-                self.applier.api(client.CoreV1Api),
-                self.settings.namespace_prefix,
-                self._reserved,
-                min(STARTUP_CHECK_SECONDS, self.settings.request_timeout_seconds),
+            tenants = self._tenant_namespaces(
+                min(STARTUP_CHECK_SECONDS, self.settings.request_timeout_seconds)
             )
         except Exception as exc:  # only news, never fatal
             log.warning("kubernetes API server %s not usable yet: %s", server, exc)
@@ -113,11 +111,14 @@ class KubernetesRuntime:
     # -- tenants ----------------------------------------------------------------------------
 
     def list_tenants(self) -> set[str]:
+        return self._tenant_namespaces(self.settings.request_timeout_seconds)
+
+    def _tenant_namespaces(self, timeout: float) -> set[str]:
         return inventory.tenant_namespaces(
             self.applier.api(client.CoreV1Api),
             self.settings.namespace_prefix,
             self._reserved,
-            self.settings.request_timeout_seconds,
+            timeout,
         )
 
     def apply_tenant(self, spec: TenantSpec) -> None:
@@ -171,7 +172,9 @@ class KubernetesRuntime:
     def apply_endpoint(self, spec: EndpointSpec) -> None:
         """Creates, updates (a changed model or version rolls the pods) or scales (0 too)."""
         self.namespace(spec.tenant)
-        self.applier.apply_all(render.render_endpoint(spec, self.settings, self.store, self.domain))
+        if not spec.host:
+            raise InvalidInput(f"endpoint {spec.tenant}/{spec.name} has no host name")
+        self.applier.apply_all(render.render_endpoint(spec, self.settings, self.store))
 
     def delete_endpoint(self, tenant: str, name: str) -> None:
         """Routing goes first, so no call reaches a pod that is being removed."""

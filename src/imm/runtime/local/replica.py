@@ -25,10 +25,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from imm.runtime.local import cgroups
 from imm.runtime.local.lifetime import die_with_parent
+from imm.runtime.serving_args import model_server_argv
 
 log = logging.getLogger("imm.runtime.replica")
 
 LOG_TAIL = 2000
+STOP_GRACE = 25.0  # seconds after SIGTERM before SIGKILL: above the server's grace period
 
 
 class State(StrEnum):
@@ -56,21 +58,17 @@ class ReplicaCommand:
     env: dict[str, str] = field(default_factory=dict)
     threads: int = 1
 
-    def argv(self, port: int, replica_id: str) -> list[str]:
-        return [
+    def argv(self, port: int) -> list[str]:
+        return model_server_argv(
             sys.executable,
-            "-m",
-            "imm.serving",
-            "--model-name", self.model_name,
-            "--model-base-path", self.base_path,
-            "--model-version", str(self.model_version),
-            "--host", "127.0.0.1",
-            "--port", str(port),
-            "--cache-dir", str(self.cache_dir),
-            "--intra-op-threads", str(self.threads),
-            "--inter-op-threads", "1",
-            "--grace-period", "20",
-        ]  # fmt: skip
+            model_name=self.model_name,
+            model_version=self.model_version,
+            base_path=self.base_path,
+            host="127.0.0.1",
+            port=port,
+            cache_dir=str(self.cache_dir),
+            threads=self.threads,
+        )
 
 
 class Replica:
@@ -100,7 +98,7 @@ class Replica:
 
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
-                command.argv(self.port, self.id),
+                command.argv(self.port),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -126,12 +124,12 @@ class Replica:
             return False
         return answer.status == health_pb2.HealthCheckResponse.SERVING
 
-    def terminate(self, grace: float = 25.0) -> None:
+    def terminate(self) -> None:
         """SIGTERM: the server stops taking calls and finishes those in flight."""
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
         self.state = State.STOPPING
-        self.stop_deadline = time.monotonic() + grace
+        self.stop_deadline = time.monotonic() + STOP_GRACE
 
     def kill(self) -> None:
         if self.alive():
@@ -158,10 +156,10 @@ class Replica:
         return f"replica exited with code {code}: {last}"[:LOG_TAIL]
 
 
-def stop_survivors(pid_file: Path, data_dir: Path) -> int:
+def stop_survivors(pid_file: Path, data_dir: Path) -> None:
     """Stops model servers a crashed earlier run of this platform left behind."""
     if not pid_file.exists():
-        return 0
+        return
     stopped = 0
     for line in pid_file.read_text().split():
         if not line.isdigit():
@@ -180,4 +178,3 @@ def stop_survivors(pid_file: Path, data_dir: Path) -> int:
     pid_file.unlink(missing_ok=True)
     if stopped:
         log.warning("stopped %d replica(s) left over from an earlier run", stopped)
-    return stopped
