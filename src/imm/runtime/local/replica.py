@@ -86,6 +86,7 @@ class Replica:
         self.log_path = log_dir / f"replica-{self.id}.log"
         self.state = State.STARTING
         self.routed = False  # in the configuration nginx runs
+        self.drain_started: float | None = None  # when it left the configuration nginx runs
         self.started = time.monotonic()
         self.stop_deadline = 0.0
         self._on_cleanup = on_cleanup

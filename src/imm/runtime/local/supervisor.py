@@ -105,7 +105,8 @@ class Supervisor:
         self._routes: list[Route] | None = None
         self._ingress_error: str | None = None
         self._next_apply = 0.0
-        self._drain_started: dict[str, float] = {}
+        self._served: frozenset[int] = frozenset()  # ports the running configuration routes to
+        self._pids_text: str | None = None  # what the pid file holds
         self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
 
     # -- the runtime's side ---------------------------------------------------------------
@@ -196,19 +197,34 @@ class Supervisor:
             try:
                 self.ingress.apply(routes)  # outside the lock: a reload takes a moment
                 self._routes, self._ingress_error = routes, None
+                self._served = self._routed_ports(routes)
             except IngressError as exc:  # nginx keeps running the last good configuration
                 log.error("ingress refused the new configuration: %s", exc)
                 self._ingress_error = f"ingress: {exc}"[:2000]
                 self._next_apply = now + INGRESS_RETRY
-        routed = {port for route in self._routes or () for port in route.backends}
+        served = self._served
+        for replica in draining:  # out of the running configuration: its drain clock starts
+            if replica.drain_started is None and replica.port not in served:
+                replica.drain_started = now
+        # Whether nginx's old workers have let go: asked once per tick, outside the lock.
+        clocks = any(r.drain_started is not None for r in draining)
+        drained = clocks and self.ingress.wait_drained(0)
         with self._lock:
             for st in self._states.values():
                 for replica in st.replicas:
-                    replica.routed = replica.port in routed
-            for replica in draining:  # out of the ingress now: its drain clock starts
-                self._drain_started.setdefault(replica.id, now)
-            self._finish_retiring()
+                    replica.routed = replica.port in served
+            self._finish_retiring(drained)
         self._write_pids()
+
+    def _routed_ports(self, routes: Sequence[Route]) -> frozenset[int]:
+        """The backends of the routes the ingress took (not those it left out)."""
+        rejected = self.ingress.rejected
+        return frozenset(
+            port
+            for route in routes
+            if (route.tenant, route.endpoint) not in rejected
+            for port in route.backends
+        )
 
     def _converge(self, st: EndpointState) -> None:
         now = time.monotonic()
@@ -288,15 +304,13 @@ class Supervisor:
             replica.terminate()
         self._retiring.append(replica)
 
-    def _finish_retiring(self) -> None:
+    def _finish_retiring(self, drained: bool) -> None:
+        """``drained``: no nginx worker of an earlier configuration is left."""
         now = time.monotonic()
         for replica in list(self._retiring):
             if replica.state is State.DRAINING:
-                since = self._drain_started.get(replica.id)
-                if since is not None and (
-                    self.ingress.wait_drained(0) or now - since > DRAIN_TIMEOUT
-                ):
-                    self._drain_started.pop(replica.id, None)
+                since = replica.drain_started
+                if since is not None and (drained or now - since > DRAIN_TIMEOUT):
                     replica.terminate()
             elif not replica.alive():
                 replica.reap()
@@ -336,11 +350,13 @@ class Supervisor:
     def _write_pids(self) -> None:
         with self._lock:
             pids = [r.pid for s in self._states.values() for r in s.replicas]
-        pids += [r.pid for r in self._retiring]
+            pids += [r.pid for r in self._retiring]
         text = "\n".join(map(str, sorted(pids)))
+        if text == self._pids_text:
+            return
         try:
-            if not self.pid_file.exists() or self.pid_file.read_text() != text:
-                self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-                self.pid_file.write_text(text)
+            self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+            self.pid_file.write_text(text)
+            self._pids_text = text
         except OSError as exc:
             log.warning("cannot record replica pids: %s", exc)
