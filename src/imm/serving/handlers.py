@@ -7,12 +7,12 @@ to the runtime, name the input and what was expected.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from grpc import StatusCode
 
-from imm.serving.backends.base import DEFAULT_SIGNATURE, InferenceError, Signature
+from imm.serving.backends.base import DEFAULT_SIGNATURE, Signature
 from imm.serving.errors import ServingError
 from imm.serving.model import SIGNATURE_DEF, SIGNATURE_DEF_MAP_URL, ModelState, Servable
 from imm.serving.protos import (
@@ -83,10 +83,7 @@ class Handlers:
         key, sig = self._signature(servable, spec.signature_name)
         inputs = self._inputs(request, sig)
         outputs = self._output_aliases(request.output_filter, sig)
-        try:
-            results = servable.backend.predict(key, inputs, outputs)
-        except InferenceError as exc:
-            raise ServingError(StatusCode[exc.code], exc.message) from None
+        results = servable.backend.predict(key, inputs, outputs)
         response = predict_pb2.PredictResponse()
         out_spec = response.model_spec
         out_spec.name = spec.name
@@ -150,10 +147,10 @@ class Handlers:
         return arrays
 
     @staticmethod
-    def _output_aliases(output_filter: Iterable[str], sig: Signature) -> list[str]:
+    def _output_aliases(output_filter: Sequence[str], sig: Signature) -> Sequence[str]:
+        if not output_filter:
+            return sig.output_names
         wanted = list(output_filter)
-        if not wanted:
-            return list(sig.outputs)
         seen: set[str] = set()
         for alias in wanted:
             if alias not in sig.outputs:

@@ -49,6 +49,11 @@ class Signature:
         return frozenset(self.inputs)
 
     @cached_property
+    def output_names(self) -> tuple[str, ...]:
+        """Every output alias, in model order: what Predict returns without a filter."""
+        return tuple(self.outputs)
+
+    @cached_property
     def required_inputs(self) -> frozenset[str]:
         return frozenset(self.inputs) - frozenset(self.defaults)
 
@@ -77,15 +82,6 @@ class RuntimeOptions:
     allow_spinning: bool = False
 
 
-class InferenceError(Exception):
-    """The runtime rejected or failed a call; ``code`` is a gRPC status code name."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 class Backend(Protocol):
     platform: str  # for logs and metrics: "onnxruntime" or "tensorflow"
     signatures: Mapping[str, Signature]  # the signatures that can serve Predict
@@ -96,4 +92,7 @@ class Backend(Protocol):
     def predict(
         self, signature: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]
     ) -> dict[str, np.ndarray]:
-        """Run one call; ``outputs`` are aliases, already checked to exist."""
+        """Run one call; ``outputs`` are aliases, already checked to exist.
+
+        Failures the client should hear about raise ``ServingError``. String outputs may
+        hold ``str`` or ``bytes`` (``tensors.fill`` encodes text as UTF-8)."""

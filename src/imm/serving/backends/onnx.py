@@ -5,20 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import grpc
 import numpy as np
 import onnxruntime as ort
 
-from imm.serving.backends.base import (
-    DEFAULT_SIGNATURE,
-    InferenceError,
-    RuntimeOptions,
-    Signature,
-    TensorSpec,
-)
-from imm.serving.errors import ModelError
+from imm.serving.backends.base import DEFAULT_SIGNATURE, RuntimeOptions, Signature, TensorSpec
+from imm.serving.errors import ModelError, ServingError
 from imm.serving.protos import meta_graph_pb2, types_pb2
 
 DT = types_pb2.DataType
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 _DTYPES: dict[str, int] = {
     "tensor(float)": DT.DT_FLOAT,
@@ -83,20 +79,13 @@ class OnnxBackend:
             for alias in self._strings.intersection(feeds):
                 feeds[alias] = _text(alias, feeds[alias])
         try:
-            results = self._run(list(outputs), feeds, None)
+            results = self._run(outputs, feeds, None)
         except Exception as exc:
-            code = "INVALID_ARGUMENT" if "INVALID_ARGUMENT" in str(exc) else "INTERNAL"
-            raise InferenceError(code, f"onnxruntime: {exc}") from None
-        out = {}
-        for alias, value in zip(outputs, results, strict=True):
-            if value.dtype == object:
-                value = np.vectorize(_utf8, otypes=[object])(value) if value.size else value
-            out[alias] = value
-        return out
-
-
-def _utf8(value: object) -> bytes:
-    return value.encode() if isinstance(value, str) else bytes(value)  # type: ignore[arg-type]
+            text = str(exc)
+            code = INVALID if "INVALID_ARGUMENT" in text else grpc.StatusCode.INTERNAL
+            raise ServingError(code, f"onnxruntime: {text}") from None
+        # String outputs hold str: tensors.fill encodes them.
+        return dict(zip(outputs, results, strict=True))
 
 
 def _text(alias: str, array: np.ndarray) -> np.ndarray:
@@ -110,6 +99,6 @@ def _text(alias: str, array: np.ndarray) -> np.ndarray:
             else array
         )
     except UnicodeDecodeError:
-        raise InferenceError(
-            "INVALID_ARGUMENT", f"input {alias}: ONNX string tensors must be valid UTF-8"
+        raise ServingError(
+            INVALID, f"input {alias}: ONNX string tensors must be valid UTF-8"
         ) from None

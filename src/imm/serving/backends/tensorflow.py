@@ -12,19 +12,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 
-from imm.serving.backends.base import (
-    InferenceError,
-    RuntimeOptions,
-    Signature,
-    TensorSpec,
-)
-from imm.serving.errors import ModelError
+from imm.serving.backends.base import RuntimeOptions, Signature, TensorSpec
+from imm.serving.errors import ModelError, ServingError
 from imm.serving.protos import meta_graph_pb2
 
 SERVE_TAG = "serve"
 INIT_OP_SIGNATURE = "__saved_model_init_op"
+#: TensorFlow's error codes are gRPC's: int code -> status.
+_STATUS: dict[int, grpc.StatusCode] = {status.value[0]: status for status in grpc.StatusCode}
 
 
 def _import_tensorflow() -> Any:
@@ -104,16 +102,8 @@ class TensorFlowBackend:
             )
         except tf.errors.OpError as exc:
             code = tf.errors.error_code_from_exception_type(type(exc))
-            raise InferenceError(_code_name(code), exc.message) from None
+            raise ServingError(_STATUS.get(code, grpc.StatusCode.INTERNAL), exc.message) from None
         except (TypeError, ValueError) as exc:
-            raise InferenceError("INVALID_ARGUMENT", str(exc)) from None
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         return {alias: result[alias].numpy() for alias in outputs}
 
-
-def _code_name(code: int) -> str:
-    import grpc
-
-    for status in grpc.StatusCode:
-        if status.value[0] == code:
-            return status.name
-    return "INTERNAL"
