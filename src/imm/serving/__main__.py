@@ -164,7 +164,7 @@ def serve(
     from imm.serving.metrics import Metrics  # after workers set up multi-process metrics
 
     state = ModelState(args.model_name)
-    metrics = Metrics(args.model_name, shared=worker)
+    metrics = Metrics(args.model_name)
     handlers = Handlers(state, tensor_content=args.enable_serialization_as_tensor_content)
     options = ServerOptions(
         host=args.host,
@@ -217,7 +217,7 @@ def serve(
             args.onnx_allow_spinning,
         )
         backend = load(fetched.path, runtime)
-        servable = Servable(args.model_name, fetched.version, backend)
+        servable = Servable(fetched.version, backend)
     except ModelError as exc:
         log.error("cannot load model", extra={"version": version, "error": str(exc)})
         state.set(version, State.END, 13, str(exc))

@@ -6,8 +6,6 @@ request would cost more than the rest of the bookkeeping.
 
 from __future__ import annotations
 
-import threading
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 _BUCKETS = (
@@ -17,9 +15,9 @@ _BUCKETS = (
 
 
 class Metrics:
-    def __init__(self, model: str, shared: bool = False) -> None:
-        """``shared``: one of several worker processes; values go to the multi-process
-        files that the supervisor's /metrics aggregates (PROMETHEUS_MULTIPROC_DIR)."""
+    def __init__(self, model: str) -> None:
+        """In a worker process (``--processes N``), prometheus_client writes values to the
+        multi-process files the supervisor's /metrics aggregates (PROMETHEUS_MULTIPROC_DIR)."""
         self.registry = CollectorRegistry()
         self.model = model
         self.version = ""
@@ -55,17 +53,16 @@ class Metrics:
         )
         self._bound: dict[str, tuple[Counter, Histogram]] = {}
         self._started: dict[str, int] = {}
-        self._started_lock = threading.Lock()
 
     def started(self, method: str) -> None:
         """Count a call whose handler began; the shutdown log reports these, so a test (or
-        an operator) can check that every accepted call was answered."""
-        with self._started_lock:
-            self._started[method] = self._started.get(method, 0) + 1
+        an operator) can check that every accepted call was answered. Called on the
+        server's event loop thread only, hence no lock."""
+        self._started[method] = self._started.get(method, 0) + 1
 
     def started_calls(self) -> dict[str, int]:
-        with self._started_lock:
-            return dict(self._started)
+        """Read once the server has stopped (its loop thread has ended)."""
+        return dict(self._started)
 
     def set_ready(self, version: int, ready: bool) -> None:
         self.version = str(version)

@@ -6,7 +6,6 @@ TF Serving reports versions through a state monitor (START, LOADING, AVAILABLE, 
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,8 +22,7 @@ SIGNATURE_DEF_MAP_URL = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
 class Servable:
     """A loaded version, with what every request needs computed once."""
 
-    def __init__(self, name: str, version: int, backend: Backend) -> None:
-        self.name = name
+    def __init__(self, version: int, backend: Backend) -> None:
         self.version = version
         self.backend = backend
         self.signatures = backend.signatures
@@ -40,7 +38,7 @@ class Servable:
                 alias: _example(spec.dtype, spec.example_shape())
                 for alias, spec in sig.inputs.items()
             }
-            self.backend.predict(key, inputs, list(sig.outputs))
+            self.backend.predict(key, inputs, sig.output_names)
 
 
 def _example(dtype: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -59,29 +57,22 @@ class VersionStatus:
 
 
 class ModelState:
-    """What this process knows about its model; updated by the loader, read by handlers."""
+    """What this process knows about its model.
+
+    Only the loader (the main thread) writes; handlers read each attribute once per call,
+    and an attribute assignment is atomic, so no lock is needed.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._lock = threading.Lock()
-        self._status: VersionStatus | None = None
+        self.status: VersionStatus | None = None
         self.servable: Servable | None = None  # set only when AVAILABLE
 
     def set(self, version: int, state: int, code: int = 0, message: str = "") -> None:
-        with self._lock:
-            self._status = VersionStatus(version, state, code, message)
-            if state != State.AVAILABLE:
-                self.servable = None
+        self.status = VersionStatus(version, state, code, message)
+        if state != State.AVAILABLE:
+            self.servable = None
 
     def make_available(self, servable: Servable) -> None:
-        with self._lock:
-            self.servable = servable
-            self._status = VersionStatus(servable.version, State.AVAILABLE)
-
-    @property
-    def status(self) -> VersionStatus | None:
-        return self._status
-
-    @property
-    def ready(self) -> bool:
-        return self.servable is not None
+        self.servable = servable
+        self.status = VersionStatus(servable.version, State.AVAILABLE)
