@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -89,3 +91,17 @@ def test_fast_typed_fill_equals_plain_extend():
     plain = _proto(DT.DT_FLOAT, [10, 100])
     plain.float_val.extend(array.ravel().tolist())
     assert fast == plain
+
+
+def test_client_strings_go_in_as_utf8_whatever_their_python_type(tmp_path):
+    from imm.serving.client import ServingClient, SignatureInfo, TensorInfo, load_inputs
+
+    sig = SignatureInfo({"s": TensorInfo("DT_STRING", [-1])}, {}, "tensorflow/serving/predict")
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps({"s": ["é", 1, 2.5, True, None]}))
+    client = ServingClient.__new__(ServingClient)  # no channel: only builds the request
+    request = client.predict_request("m", load_inputs(path, sig))
+    assert list(request.inputs["s"].string_val) == [b"\xc3\xa9", b"1", b"2.5", b"True", b"None"]
+    for value in (np.array(["é", "x"]), np.array([b"a", b"b"]), "é"):
+        proto = make_tensor_proto(value)
+        assert not proto.tensor_content and to_ndarray(proto).ravel()[0] in (b"\xc3\xa9", b"a")

@@ -23,8 +23,8 @@ from imm.serving.protos import (
     get_model_status_pb2,
     predict_pb2,
 )
-from imm.serving.protos.services import Stub
-from imm.serving.tensors import NUMPY, dtype_name, make_tensor_proto, to_ndarray
+from imm.serving.protos.services import METHODS, MODEL_SERVICE, PREDICTION_SERVICE, Stub
+from imm.serving.tensors import DT, dtype_name, fill_value, numpy_dtype, to_ndarray
 
 MAX_MESSAGE = 256 * 1024 * 1024
 
@@ -44,10 +44,7 @@ RETRY_UNAVAILABLE = json.dumps(
     {
         "methodConfig": [
             {
-                "name": [
-                    {"service": "tensorflow.serving.PredictionService"},
-                    {"service": "tensorflow.serving.ModelService"},
-                ],
+                "name": [{"service": PREDICTION_SERVICE}, {"service": MODEL_SERVICE}],
                 "retryPolicy": {
                     "maxAttempts": 4,
                     "initialBackoff": "0.05s",
@@ -168,7 +165,7 @@ class ServingClient:
         request = predict_pb2.PredictRequest()
         self._spec(request.model_spec, name, version, signature)
         for alias, value in inputs.items():
-            request.inputs[alias].CopyFrom(make_tensor_proto(value))
+            fill_value(request.inputs[alias], value)
         request.output_filter.extend(output_filter)
         return request
 
@@ -201,9 +198,7 @@ def random_inputs(
 
 
 def _numpy_dtype(name: str) -> np.dtype:
-    from imm.serving.protos import types_pb2
-
-    return NUMPY[types_pb2.DataType.Value(name)]
+    return numpy_dtype(DT.Value(name))
 
 
 def load_inputs(path: Path, signature: SignatureInfo) -> dict[str, np.ndarray]:
@@ -227,12 +222,8 @@ def load_inputs(path: Path, signature: SignatureInfo) -> dict[str, np.ndarray]:
         for alias, value in data.items():
             info = signature.inputs.get(alias)
             dtype = _numpy_dtype(info.dtype) if info else None
-            if dtype is not None and dtype.kind == "O":
-                out[alias] = np.vectorize(lambda s: str(s).encode(), otypes=[object])(
-                    np.array(value, dtype=object)
-                )
-            else:
-                out[alias] = np.array(value, dtype=dtype)
+            # Strings stay as JSON gives them: the request encodes each one as UTF-8.
+            out[alias] = np.array(value, dtype=dtype)
         return out
     raise ValueError(f"{path.name}: expected a .npy, .npz or .json file")
 
@@ -287,7 +278,7 @@ def benchmark(
     """``calls`` Predicts from ``concurrency`` threads; the request is serialized once."""
     payload = request.SerializeToString()
     method = client.channel.unary_unary(
-        "/tensorflow.serving.PredictionService/Predict",
+        METHODS["Predict"].path,
         request_serializer=None,
         response_deserializer=None,
     )

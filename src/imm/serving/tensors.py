@@ -111,9 +111,7 @@ def shape_of(proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
 def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     """Decode like TensorFlow: raw content wins; short typed fields repeat their last value."""
     code = proto.dtype
-    dtype = NUMPY.get(code)
-    if dtype is None:
-        raise TensorError(f"dtype {dtype_name(code)} is not supported")
+    dtype = numpy_dtype(code)
     shape = shape_of(proto)
     count = math.prod(shape)
     content = proto.tensor_content
@@ -126,20 +124,20 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
                 f"for shape {list(shape)} of {dtype_name(code)}"
             )
         return np.frombuffer(content, dtype=dtype).reshape(shape)
-    return _from_typed(proto, dtype, shape, count)
+    return _from_typed(proto, code, dtype, shape, count)
 
 
 def _from_typed(
-    proto: tensor_pb2.TensorProto, dtype: np.dtype, shape: tuple[int, ...], count: int
+    proto: tensor_pb2.TensorProto, code: int, dtype: np.dtype, shape: tuple[int, ...], count: int
 ) -> np.ndarray:
-    values: Sequence = getattr(proto, _FIELD[proto.dtype])
-    if proto.dtype == DT_STRING:
+    values: Sequence = getattr(proto, _FIELD[code])
+    if code == DT_STRING:
         flat = np.empty(len(values), dtype=object)
         flat[:] = list(values)
-    elif proto.dtype == DT_HALF:
+    elif code == DT_HALF:
         flat = np.asarray(values, dtype=np.uint16).view(np.float16)
-    elif proto.dtype in (DT_COMPLEX64, DT_COMPLEX128):
-        real = np.asarray(values, dtype=np.float32 if proto.dtype == DT_COMPLEX64 else None)
+    elif code in (DT_COMPLEX64, DT_COMPLEX128):
+        real = np.asarray(values, dtype=np.float32 if code == DT_COMPLEX64 else None)
         if real.size % 2:
             raise TensorError("complex values come in (real, imaginary) pairs")
         flat = real.astype(dtype.type(0).real.dtype).view(dtype)
@@ -151,7 +149,7 @@ def _from_typed(
     if n > count:
         return flat[:count].reshape(shape)
     if n == 0:
-        return np.full(shape, b"" if proto.dtype == DT_STRING else 0, dtype=dtype)
+        return np.full(shape, b"" if code == DT_STRING else 0, dtype=dtype)
     out = np.empty(count, dtype=dtype)
     out[:n] = flat
     out[n:] = flat[-1]
@@ -230,21 +228,25 @@ def fill(
     return proto
 
 
+def fill_value(
+    proto: tensor_pb2.TensorProto, value: object, *, as_content: bool | None = None
+) -> tensor_pb2.TensorProto:
+    """``fill`` for any array-like, choosing like ``tf.make_tensor_proto`` by default: raw
+    content for multi-element numerics, typed fields otherwise (text goes in as UTF-8)."""
+    array = np.asarray(value)
+    if as_content is None:
+        as_content = array.size > 1 and array.dtype.kind not in "OSUb"
+    return fill(proto, array, as_content=as_content)
+
+
 def make_tensor_proto(array: object, *, as_content: bool | None = None) -> tensor_pb2.TensorProto:
     """Like ``tf.make_tensor_proto`` for clients: raw content for multi-element numerics."""
-    arr = np.asarray(array)
-    if arr.dtype.kind == "U":
-        arr = np.vectorize(lambda s: s.encode(), otypes=[object])(arr)
-    if as_content is None:
-        as_content = arr.size > 1 and arr.dtype.kind not in "OSb"
-    return fill(tensor_pb2.TensorProto(), arr, as_content=as_content)
+    return fill_value(tensor_pb2.TensorProto(), array, as_content=as_content)
 
 
 def _as_bytes(value: object) -> bytes:
-    if isinstance(value, bytes):
+    if isinstance(value, bytes):  # np.bytes_ too
         return value
     if isinstance(value, str):
         return value.encode()
-    if isinstance(value, np.bytes_):
-        return bytes(value)
     return str(value).encode()
