@@ -74,6 +74,11 @@ class Client:
     def whoami(self) -> dict[str, Any]:
         return self.json("GET", "/auth/whoami")
 
+    # ingress
+    def ingress_ca(self) -> bytes:
+        """The platform CA (PEM) that signs the ingress's server certificate."""
+        return self.request("GET", "/ingress/ca.crt").content
+
     # tenants
     def create_tenant(
         self, name: str, cert: str, scope: str, quota: dict[str, Any] | None = None

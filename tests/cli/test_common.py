@@ -8,6 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from imm.cli import endpoints, tenants
+from imm.cli.common import fail
+from imm.cli.output import Output, show
 
 
 @pytest.fixture(autouse=True)
@@ -31,3 +33,16 @@ def test_quota_and_resources_refuse_a_missing_key_or_value(tmp_path: Path, pair:
     for result, option in ((quota, "--quota"), (resource, "--resource")):
         assert result.exit_code == 1
         assert f"{option} takes KEY=VALUE" in result.output
+
+
+def test_fail_prints_brackets_as_they_are(capsys: pytest.CaptureFixture[str]) -> None:
+    exit_ = fail("expected [float32] got [/x]", 2)
+    assert exit_.exit_code == 2
+    assert "error: expected [float32] got [/x]" in capsys.readouterr().err
+
+
+def test_tables_print_brackets_as_they_are(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [{"values": "[b'ab', b'cd']", "lastError": "[/data/x] is missing"}]
+    show(rows, Output.table, title="t")
+    out = capsys.readouterr().out
+    assert "[b'ab', b'cd']" in out and "[/data/x] is missing" in out

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
+from rich.markup import escape
 
 from imm.cli.config import CliConfig
 from imm.cli.oidc import LoginError, token_provider
@@ -14,7 +15,9 @@ from imm.client import ApiError, Client
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    """Prints the message as it is: one from a server may hold brackets rich reads as
+    markup, and a script may grep it (no line breaks added)."""
+    errors.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from imm.cli.common import fail
+from imm.cli.output import Output, show
+
+INGRESS_CA_FILE = ".imm-ingress-ca.crt"  # beside ~/.imm
+
 
 class Request(StrEnum):
     status = "status"
     metadata = "metadata"
     predict = "predict"
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
 
 
 def predict(
@@ -70,7 +69,7 @@ def predict(
         int, typer.Option("--concurrency", min=1, help="parallel callers for --performance")
     ] = 1,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds per call")] = 30.0,
-    output: Annotated[Format, typer.Option("--output", "-o")] = Format.table,
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
     """Send a status, metadata or predict request; --performance N measures latency.
 
@@ -79,6 +78,7 @@ def predict(
     --model-name to call any TF-Serving-compatible server."""
     import grpc
 
+    from imm.serving.backends.base import DEFAULT_SIGNATURE
     from imm.serving.client import ServingClient, Tls, benchmark, load_inputs, random_inputs
 
     if endpoint:
@@ -99,9 +99,9 @@ def predict(
                 return
             signatures = client.metadata(model_name, model_version)
             if request is Request.metadata:
-                _show(_metadata_rows(signatures), output, title="signatures")
+                _show(_metadata_rows(signatures, output), output, title="signatures")
                 return
-            key = signature or "serving_default"
+            key = signature or DEFAULT_SIGNATURE
             if key not in signatures:
                 raise typer.BadParameter(f"no signature {key!r}; have {sorted(signatures)}")
             inputs = (
@@ -117,34 +117,41 @@ def predict(
                     raise typer.Exit(1)
                 return
             outputs, version = client.predict(call)
-            if output is Format.json:
+            if output is Output.json:
                 values = {k: v.tolist() for k, v in outputs.items()}
                 _show({"version": version, "outputs": values}, output)
             else:
                 _show(_output_rows(outputs), output, title=f"{model_name} version {version}")
     except grpc.RpcError as exc:
-        typer.echo(f"error: {exc.code().name}: {exc.details()}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(f"{exc.code().name}: {exc.details()}") from None
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), 2) from None
 
 
-def _metadata_rows(signatures: dict[str, Any]) -> list[dict[str, Any]]:
+def _show(data: Any, output: Output, title: str | None = None) -> None:
+    """Tables with a header row, a dict as one row (stats)."""
+    rows = data if isinstance(data, list) else [data]
+    show(data, output, list(rows[0]) if rows else [], title)
+
+
+def _metadata_rows(signatures: dict[str, Any], output: Output) -> list[dict[str, Any]]:
     rows = []
     for key, sig in signatures.items():
         for kind, tensors in (("input", sig.inputs), ("output", sig.outputs)):
             for alias, info in tensors.items():
+                shape = info.shape
+                if output is Output.table and shape is not None:
+                    shape = str(shape)  # [-1, 3], as a JSON list reads
                 rows.append(
                     {"signature": key, "kind": kind, "name": alias, "dtype": info.dtype,
-                     "shape": info.shape}
+                     "shape": shape}
                 )  # fmt: skip
     return rows
 
 
 def _output_rows(outputs: dict[str, Any]) -> list[dict[str, Any]]:
     return [
-        {"output": k, "dtype": str(v.dtype), "shape": list(v.shape), "values": _short(v)}
+        {"output": k, "dtype": str(v.dtype), "shape": str(list(v.shape)), "values": _short(v)}
         for k, v in outputs.items()
     ]
 
@@ -154,29 +161,6 @@ def _short(array: Any, limit: int = 8) -> str:
     text = ", ".join(repr(v) if isinstance(v, bytes) else f"{v:g}" if isinstance(v, float)
                      else str(v) for v in flat[:limit])  # fmt: skip
     return f"[{text}{', ...' if len(flat) > limit else ''}]"
-
-
-def _show(data: Any, output: Format, title: str | None = None) -> None:
-    if output is Format.json:
-        typer.echo(json.dumps(data, indent=2, default=_plain))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    rows = data if isinstance(data, list) else [data]
-    table = Table(title=title)
-    columns = list(rows[0]) if rows else []
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("-" if row[c] is None else str(row[c]) for c in columns))
-    Console().print(table)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return str(value)
 
 
 class Target:
@@ -196,30 +180,35 @@ def resolve_endpoint(
     client_key: Path | None,
     ca_cert: Path | None,
 ) -> Target:
-    """Asks the API for the endpoint and the ingress CA; remembers certificate paths."""
+    """Asks the API for the endpoint and the ingress CA; remembers certificate paths.
+
+    The CA is fetched on every call (one small request beside the endpoint's, on the same
+    connection): a copy kept from an earlier run would fail the TLS handshake after the
+    platform's CA changed, with nothing to tell that from an unreachable endpoint."""
     import socket
     from urllib.parse import urlsplit
 
-    from imm.cli.common import api_client, fail, tenant_or_default
+    from imm.cli.common import api_client, tenant_or_default
     from imm.cli.config import CliConfig, config_path
+    from imm.files import write_atomic
 
     config = CliConfig.load()
     tenant = tenant_or_default(tenant, config)
-    with api_client(config) as client:
-        view = client.get_endpoint(tenant, name)
-        if ca_cert is None:
-            ca_cert = config_path().with_name(".imm-ingress-ca.crt")
-            ca_cert.write_text(client.request("GET", "/ingress/ca.crt").text)
     client_cert = client_cert or _saved(config, "clientCert")
     client_key = client_key or _saved(config, "clientKey")
     if client_cert is None or client_key is None:
         raise fail("give --client-cert and --client-key (signed by your tenant's CA) once")
-    config.certs.update(
-        clientCert=str(client_cert.resolve()),
-        clientKey=str(client_key.resolve()),
-        ingressCa=str(ca_cert.resolve()),
-    )
-    config.save()
+    with api_client(config) as client:
+        view = client.get_endpoint(tenant, name)
+        if ca_cert is None:
+            ca_cert = config_path().with_name(INGRESS_CA_FILE)
+            pem = client.ingress_ca()
+            if not ca_cert.is_file() or ca_cert.read_bytes() != pem:
+                write_atomic(ca_cert, pem, 0o644)
+    certs = {"clientCert": str(client_cert.resolve()), "clientKey": str(client_key.resolve())}
+    if config.certs != certs:  # also drops "ingressCa", saved by older versions, never read
+        config.certs = certs
+        config.save()
     host = view["url"]
     try:
         socket.getaddrinfo(host, view["port"])
