@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from imm.client import ApiError, Client
+from imm.domain.checksums import quote_etag, unquote_etag
 from imm.domain.errors import InvalidInput
 from imm.domain.names import check_name, check_version
 from imm.upload.archives import is_archive, source_root
@@ -106,10 +107,6 @@ class _FileUpload:
     etags: dict[int, str] = field(default_factory=dict)
 
 
-def _bare(etag: str) -> str:
-    return etag.strip().strip('"').lower()
-
-
 class Uploader:
     def __init__(
         self,
@@ -142,7 +139,7 @@ class Uploader:
             )
         if journal is not None and journal.fingerprint != fingerprint:
             self.progress.note(f"{source} changed since the interrupted upload; starting over")
-            self._discard(journal, list(journal.files.values()))
+            self._discard(journal)
             journal = None
         resumed = journal is not None
         if journal is None:
@@ -198,7 +195,7 @@ class Uploader:
                     "to continue it",
                     resumable=True,
                 ) from None
-            self._discard(journal, list(journal.files.values()))
+            self._discard(journal)
             raise Interrupted("interrupted; the upload was aborted and nothing was kept") from None
         except (ApiError, OSError, UploadError) as exc:
             self.cancel.set()
@@ -210,7 +207,7 @@ class Uploader:
                     "to continue it.",
                     resumable=True,
                 ) from None
-            self._discard(journal, list(journal.files.values()))
+            self._discard(journal)
             raise UploadError(_message(exc)) from None
 
     # -- phases ----------------------------------------------------------------------------
@@ -276,7 +273,7 @@ class Uploader:
             if exc.status == 404:
                 return None
             raise
-        return {p["partNumber"]: (p["size"], _bare(p["ETag"])) for p in status["parts"]}
+        return {p["partNumber"]: (p["size"], unquote_etag(p["ETag"])) for p in status["parts"]}
 
     def _send_all(self, uploads: list[_FileUpload], part_size: int) -> None:
         tasks = [(u, p) for u in uploads if not u.entry.done for p in u.spec.parts(part_size)]
@@ -302,11 +299,12 @@ class Uploader:
         source = PartSource(upload.spec.path, part.offset, part.length)
         held = upload.received.get(part.number)
         if held is not None and held == (part.length, source.md5_hex):
-            upload.etags[part.number] = f'"{source.md5_hex}"'
+            upload.etags[part.number] = quote_etag(source.md5_hex)
             self.progress.advance(part.length)
             with self._count:
                 self.skipped += 1
             return
+        crc32_b64 = source.crc32_b64  # reads the part (and keeps it, if small) once
 
         def attempt() -> dict:
             sent = 0
@@ -323,7 +321,7 @@ class Uploader:
             try:
                 return self.client.upload_part(
                     self.req.tenant, upload.entry.upload_id, part.number, body(),
-                    crc32_b64=source.crc32_b64, size=part.length,
+                    crc32_b64=crc32_b64, size=part.length,
                 )  # fmt: skip
             except BaseException:
                 self.progress.advance(-sent)
@@ -364,14 +362,15 @@ class Uploader:
             with suppress(ApiError):
                 self.client.upload_abort(self.req.tenant, entry.upload_id)
 
-    def _discard(self, journal: Journal, entries: list[FileEntry]) -> None:
+    def _discard(self, journal: Journal) -> None:
         """Leaves nothing behind: a version some files of which completed is deleted
         whole (which also aborts its open uploads); otherwise each upload is aborted."""
+        entries = list(journal.files.values())
         if any(e.done for e in entries):
             with suppress(ApiError):
                 self.client.delete_model_version(self.req.tenant, self.req.model, self.req.version)
         else:
-            self._abort([e for e in entries if not e.done])
+            self._abort(entries)
         journal.remove()
 
 
