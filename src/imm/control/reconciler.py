@@ -28,6 +28,15 @@ from imm.runtime.base import EndpointObservation, EndpointSpec, Runtime, TenantS
 
 log = logging.getLogger("imm.reconciler")
 
+# What a runtime call is about, e.g. ("apply endpoint", "acme", "demo"): the key of its
+# failures, logged as "apply endpoint acme/demo".
+Item = tuple[str, ...]
+
+
+def describe(item: Item) -> str:
+    what, *names = item
+    return f"{what} {'/'.join(names)}" if names else what
+
 
 def tenant_spec(row: Tenant) -> TenantSpec:
     return TenantSpec(name=row.name, scope=row.scope, ca_pem=row.ca_cert_pem, quota=row.quota)
@@ -66,7 +75,7 @@ class Reconciler:
         self._applied_tenants: dict[str, TenantSpec] = {}
         self._applied: dict[tuple[str, str], EndpointSpec] = {}
         self._last_resync = 0.0
-        self._failing: dict[str, str] = {}  # item -> its last error, to log each change once
+        self._failing: dict[Item, str] = {}  # item -> its last error, to log each change once
 
     def start(self) -> None:
         self._thread.start()
@@ -91,7 +100,9 @@ class Reconciler:
     def reconcile_once(self) -> None:
         with self.db.open() as session:
             tenants = [tenant_spec(t) for t in session.scalars(select(Tenant)).all()]
-            endpoints = [endpoint_spec(e, self.settings) for e in session.scalars(select(Endpoint))]
+            rows = session.scalars(select(Endpoint)).all()
+            endpoints = [endpoint_spec(e, self.settings) for e in rows]
+            generations = {(e.tenant, e.name): e.generation for e in rows}
         resync = time.monotonic() - self._last_resync > self.resync
         if resync:
             self._last_resync = time.monotonic()
@@ -101,89 +112,96 @@ class Reconciler:
         for spec in tenants:
             stale = resync or self._applied_tenants.get(spec.name) != spec
             if stale and self._attempt(
-                f"apply tenant {spec.name}", self.runtime.apply_tenant, spec
+                ("apply tenant", spec.name), self.runtime.apply_tenant, spec
             ):
                 self._applied_tenants[spec.name] = spec
         wanted = {(e.tenant, e.name) for e in endpoints}
         for spec in endpoints:
             key = (spec.tenant, spec.name)
             stale = resync or self._applied.get(key) != spec
-            what = f"apply endpoint {spec.tenant}/{spec.name}"
-            if stale and self._attempt(what, self.runtime.apply_endpoint, spec):
+            if stale and self._attempt(("apply endpoint", *key), self.runtime.apply_endpoint, spec):
                 self._applied[key] = spec
         held: set[tuple[str, str]] = set()
-        if self._attempt("list endpoints", lambda: held.update(self.runtime.list_endpoints())):
+        if self._attempt(("list endpoints",), lambda: held.update(self.runtime.list_endpoints())):
             for key in sorted(held - wanted):
                 log.info("removing endpoint %s/%s", *key)
-                what = f"delete endpoint {key[0]}/{key[1]}"
-                if self._attempt(what, self.runtime.delete_endpoint, *key):
+                if self._attempt(("delete endpoint", *key), self.runtime.delete_endpoint, *key):
                     self._applied.pop(key, None)
         held_tenants: set[str] = set()
-        if self._attempt("list tenants", lambda: held_tenants.update(self.runtime.list_tenants())):
+        if self._attempt(
+            ("list tenants",), lambda: held_tenants.update(self.runtime.list_tenants())
+        ):
             for name in sorted(held_tenants - wanted_tenants):
                 log.info("removing tenant %s", name)
-                if self._attempt(f"delete tenant {name}", self.runtime.delete_tenant, name):
+                if self._attempt(("delete tenant", name), self.runtime.delete_tenant, name):
                     self._applied_tenants.pop(name, None)
-        self._write_status(endpoints)
+        self._write_status(endpoints, generations)
 
-    def _attempt(self, what: str, call: Callable[..., object], *args: object) -> bool:
+    def _attempt(self, item: Item, call: Callable[..., object], *args: object) -> bool:
         """``call(*args)``; False after logging why it failed. A failure that repeats is
         logged again without its traceback, so one broken item cannot flood the log."""
         try:
             call(*args)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-            repeated = self._failing.get(what) == error
-            self._failing[what] = error
-            log.error("%s failed: %s", what, error, exc_info=not repeated)
+            repeated = self._failing.get(item) == error
+            self._failing[item] = error
+            log.error("%s failed: %s", describe(item), error, exc_info=not repeated)
             return False
-        if self._failing.pop(what, None) is not None:
-            log.info("%s succeeded again", what)
+        if self._failing.pop(item, None) is not None:
+            log.info("%s succeeded again", describe(item))
         return True
 
     def _apply_error(self, spec: EndpointSpec) -> str | None:
         """Why the runtime would not take this endpoint (or its tenant), if it would not."""
-        return self._failing.get(f"apply endpoint {spec.tenant}/{spec.name}") or self._failing.get(
-            f"apply tenant {spec.tenant}"
+        return self._failing.get(("apply endpoint", spec.tenant, spec.name)) or self._failing.get(
+            ("apply tenant", spec.tenant)
         )
 
-    def _write_status(self, endpoints: list[EndpointSpec]) -> None:
+    def _write_status(
+        self, endpoints: list[EndpointSpec], generations: dict[tuple[str, str], int]
+    ) -> None:
+        """``generations``: of the rows ``endpoints`` were built from in this pass."""
         refused = {
             (spec.tenant, spec.name): error
             for spec in endpoints
             if (error := self._apply_error(spec)) is not None
         }
         observed: dict[tuple[str, str], EndpointObservation] = {}
+        # The runtime holds what it was last given: observed_generation may say so.
+        current: set[tuple[str, str]] = set()
         for spec in endpoints:
             key = (spec.tenant, spec.name)
+            if self._applied.get(key) == spec:
+                current.add(key)
 
             def observe(key: tuple[str, str] = key) -> None:
                 seen = self.runtime.observe_endpoint(*key)
                 if seen is not None:
                     observed[key] = seen
 
-            self._attempt(f"observe endpoint {spec.tenant}/{spec.name}", observe)
+            self._attempt(("observe endpoint", *key), observe)
         if not observed and not refused:
             return
         with self.db.open() as session:
-            for (tenant, name), error in refused.items():
+            rows = {(r.tenant, r.name): r for r in session.scalars(select(Endpoint))}
+            for key, error in refused.items():
                 # Shown to the user: a runtime that refuses the spec is no transient state.
-                row = session.get(Endpoint, (tenant, name))
-                if row is not None and (tenant, name) not in observed:
+                row = rows.get(key)
+                if row is not None and key not in observed:
                     row.status = "failed"
                     row.last_error = f"the runtime refused the endpoint: {error}"[:2000]
-            for (tenant, name), seen in observed.items():
-                row = session.get(Endpoint, (tenant, name))
+            for key, seen in observed.items():
+                row = rows.get(key)
                 if row is None or seen.desired_replicas != row.replicas:
                     continue  # changed meanwhile: the next pass observes the new spec
                 row.status = seen.status
                 row.ready_replicas = seen.ready_replicas
                 row.updated_replicas = seen.updated_replicas
                 row.last_error = seen.last_error
-                if (tenant, name) in refused:
-                    row.last_error = f"the runtime refused the change: {refused[(tenant, name)]}"
+                if key in refused:
+                    row.last_error = f"the runtime refused the change: {refused[key]}"
                 row.limits_enforced = seen.limits_enforced
-                spec = self._applied.get((tenant, name))
-                if spec is not None and spec == endpoint_spec(row, self.settings):
-                    row.observed_generation = row.generation
+                if key in current:
+                    row.observed_generation = generations[key]
             session.commit()
