@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from imm.domain.errors import InvalidInput
 from imm.files import write_atomic
 from imm.runtime.local import nginx_proc
 from imm.runtime.local.lifetime import die_with_parent
@@ -254,7 +255,7 @@ class Ingress:
                 Server(route.host, route.tenant, route.endpoint, Path("/"), route.subject_name,
                        tuple(route.backends))
             )  # fmt: skip
-        except ValueError as exc:
+        except InvalidInput as exc:
             return str(exc)
         try:
             x509.load_pem_x509_certificate(route.ca_pem.strip().encode())

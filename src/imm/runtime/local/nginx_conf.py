@@ -17,6 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from imm.domain.errors import InvalidInput
+from imm.domain.names import check_name, check_subject_name
+
 # gRPC status codes used in nginx's own answers
 PERMISSION_DENIED = 7
 RESOURCE_EXHAUSTED = 8
@@ -35,9 +38,7 @@ _ATTRS = rf"(?:{_VALUE}[,+])*"
 TWO_CNS = rf"~^{_ATTRS}CN={_VALUE}[,+]{_ATTRS}CN="
 ONE_CN = rf"~^{_ATTRS}CN=(?<imm_subject_cn>{_VALUE})(?:[,+]|$)"
 
-_PLAIN = re.compile(r"^[ !%&'()*\-.0-9:?@A-Z\[\]^_`a-z|~]+$")  # nothing nginx or a DN escapes
 _HOST = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -80,20 +81,21 @@ class Server:
 
 
 def check_server(server: Server) -> None:
-    """Refuse what could change the configuration's meaning; the API refuses it earlier."""
+    """Refuse what could change the configuration's meaning (InvalidInput saying why), by
+    the rules the API applies earlier: names are resource names, and the subject name has
+    nothing that nginx or a distinguished name would escape. ``render`` trusts servers
+    that passed this check."""
     if not _HOST.match(server.host):
-        raise ValueError(f"host {server.host!r} is not a lower-case DNS name")
-    for what, name in (("tenant", server.tenant), ("endpoint", server.endpoint)):
-        if not _NAME.match(name):
-            raise ValueError(f"{what} {name!r} is not a resource name")
-    if not _PLAIN.match(server.subject_name) or server.subject_name != server.subject_name.strip():
-        raise ValueError(
-            f"subject name {server.subject_name!r} must be printable ASCII without "
-            '/ , = + " \\ < > ; $ # and without leading or trailing spaces'
-        )
+        raise InvalidInput(f"host {server.host!r} is not a lower-case DNS name")
+    check_name(server.tenant, "tenant")
+    check_name(server.endpoint, "endpoint")
+    try:
+        check_subject_name(server.subject_name)
+    except InvalidInput as exc:
+        raise InvalidInput(f"subject name {server.subject_name!r} refused: {exc}") from None
     for port in server.backends:
         if not 0 < port < 65536:
-            raise ValueError(f"backend port {port} is out of range")
+            raise InvalidInput(f"backend port {port} is out of range")
 
 
 def grpc_answer(name: str, status: int, message: str) -> str:
@@ -116,9 +118,7 @@ def render(
 ) -> str:
     """The whole nginx.conf. ``user``: (user, group) of the workers when nginx runs as root;
     ``fingerprint`` of the server certificate, so a renewed one changes the text (and
-    causes a reload)."""
-    for server in servers:
-        check_server(server)
+    causes a reload). Every server has passed ``check_server``."""
     host, port = listen
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     tmp = paths.temp
