@@ -94,7 +94,7 @@ def serve(settings: Settings) -> None:
         app, host=host, port=port, log_level="info", access_log=False, lifespan="on"
     )
     server = PlatformServer(config)
-    # uvicorn installs the SIGINT/SIGTERM handlers that stop it cleanly.
+    # SIGINT/SIGTERM end serving (PlatformServer); the rest is stopped below.
     print(f"IMM API on {settings.api_url}  (issuer {settings.issuer_url})")
     try:
         server.run()
