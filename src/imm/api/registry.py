@@ -15,7 +15,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,7 +23,7 @@ from imm.db.tables import Endpoint, Tenant, Upload
 from imm.domain.errors import Conflict, InvalidInput, NotFound
 from imm.domain.keys import object_key, version_prefix
 from imm.domain.names import check_name, check_version
-from imm.store.base import MIN_PART_SIZE, Checksums, ModelStore, ObjectInfo, PartInfo
+from imm.store.base import Checksums, ModelStore, ObjectInfo, PartInfo
 
 log = logging.getLogger("imm.registry")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -34,15 +34,24 @@ class VersionInfo:
     name: str
     version: int
     size: int = 0
-    files: int = 0
     created_at: datetime = EPOCH
     paths: list[str] = field(default_factory=list)
 
+    @property
+    def files(self) -> int:
+        return len(self.paths)
+
     def add(self, obj: ObjectInfo, relative: str) -> None:
         self.size += obj.size
-        self.files += 1
         self.created_at = max(self.created_at, obj.modified)
         self.paths.append(relative)
+
+
+def _uploads_into(tenant: str, model: str, version: int) -> Select[tuple[Upload]]:
+    """The open uploads into one version."""
+    return select(Upload).where(
+        Upload.tenant == tenant, Upload.model == model, Upload.version == version
+    )
 
 
 def _open_versions(db: Session, tenant: str) -> set[tuple[str, int]]:
@@ -72,7 +81,7 @@ def list_versions(
 def version_exists(db: Session, store: ModelStore, tenant: str, model: str, version: int) -> bool:
     """True only for a complete version (no upload into it still open)."""
     prefix = version_prefix(model, version)
-    if (model, version) in _open_versions(db, tenant):
+    if db.scalar(select(_uploads_into(tenant, model, version).exists())):
         return False
     return next(iter(store.list_objects(tenant, prefix)), None) is not None
 
@@ -88,19 +97,15 @@ def start_upload(
     part_size: int | None = None,
 ) -> Upload:
     okey = object_key(model, version, file_name, key)
-    open_here = db.scalars(
-        select(Upload).where(
-            Upload.tenant == tenant.name, Upload.model == model, Upload.version == version
-        )
-    ).all()
+    open_here = db.scalars(_uploads_into(tenant.name, model, version)).all()
     if any(u.object_key == okey for u in open_here):
         raise Conflict(f"an upload of {okey!r} is already open; resume or abort it")
-    existing = next(iter(store.list_objects(tenant.name, version_prefix(model, version))), None)
-    if existing is not None and not open_here:
+    stored = {o.key for o in store.list_objects(tenant.name, version_prefix(model, version))}
+    if stored and not open_here:
         raise Conflict(
             f"version {version} of model {model!r} already exists; delete it before uploading again"
         )
-    if any(o.key == okey for o in store.list_objects(tenant.name, okey)):
+    if okey in stored:
         raise Conflict(f"{okey!r} has already been uploaded into this version")
     store_id = store.start_upload(tenant.name, okey, part_size=part_size)
     row = Upload(
@@ -159,19 +164,7 @@ def list_parts(store: ModelStore, upload: Upload) -> list[PartInfo]:
 def complete_upload(
     db: Session, store: ModelStore, upload: Upload, parts: list[tuple[int, str]]
 ) -> ObjectInfo:
-    if not parts:
-        raise InvalidInput("parts must list at least one part")
-    numbers = [n for n, _ in parts]
-    if numbers != sorted(set(numbers)):
-        raise InvalidInput("parts must be in ascending PartNumber order, each number once")
-    received = {p.number: p for p in list_parts(store, upload)}
-    for number, _etag in parts[:-1]:
-        part = received.get(number)
-        if part is not None and part.size < MIN_PART_SIZE:
-            raise InvalidInput(
-                f"part {number} is {part.size} bytes; every part but the last must be "
-                f"at least {MIN_PART_SIZE} bytes (5 MiB)"
-            )
+    """The store checks the list (order, ETags, part sizes) before the object appears."""
     info = store.complete_upload(upload.tenant, upload.object_key, upload.store_upload_id, parts)
     db.delete(upload)
     db.commit()
@@ -203,11 +196,7 @@ def delete_version(db: Session, store: ModelStore, tenant: str, model: str, vers
             f"version {version} of model {model!r} is served by endpoint(s) "
             f"{', '.join(sorted(users))}; update or delete them first"
         )
-    open_uploads = db.scalars(
-        select(Upload).where(
-            Upload.tenant == tenant, Upload.model == model, Upload.version == version
-        )
-    ).all()
+    open_uploads = db.scalars(_uploads_into(tenant, model, version)).all()
     for upload in open_uploads:
         abort_upload(db, store, upload)
     removed = store.delete_prefix(tenant, prefix)
