@@ -84,6 +84,13 @@ def store(request: Request) -> ModelStore:
     return request.app.state.store
 
 
+def nudge(request: Request) -> None:
+    """Tells the reconciler (when this process runs one) that desired state changed."""
+    reconciler = getattr(request.app.state, "reconciler", None)
+    if reconciler is not None:
+        reconciler.nudge()
+
+
 CurrentPrincipal = Annotated[Principal, Depends(principal)]
 Admin = Annotated[Principal, Depends(admin)]
 DbSession = Annotated[Session, Depends(session)]

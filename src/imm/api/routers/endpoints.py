@@ -10,7 +10,8 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 
 from imm.api import registry
-from imm.api.deps import CurrentSettings, DbSession, MemberTenant, Store
+from imm.api.deps import CurrentSettings, DbSession, MemberTenant, Store, nudge
+from imm.api.quota import footprint, locked_tenant_endpoints, tenant_endpoints
 from imm.api.schemas import (
     EndpointCreate,
     EndpointSummary,
@@ -53,38 +54,32 @@ def view(row: Endpoint, settings: Settings) -> EndpointView:
     )
 
 
-def footprint(row: Endpoint) -> Footprint:
-    return Footprint(row.name, row.replicas, row.resources)
-
-
-def tenant_endpoints(db: DbSession, tenant: str) -> list[Endpoint]:
-    return list(db.scalars(select(Endpoint).where(Endpoint.tenant == tenant)).all())
+def _missing(tenant: str, name: str) -> NotFound:
+    return NotFound(f"endpoint {name!r} does not exist in tenant {tenant!r}")
 
 
 def get_endpoint(db: DbSession, tenant: str, name: str) -> Endpoint:
     check_name(name, "endpoint name")
     row = db.get(Endpoint, (tenant, name))
     if row is None:
-        raise NotFound(f"endpoint {name!r} does not exist in tenant {tenant!r}")
+        raise _missing(tenant, name)
     return row
+
+
+def _locked_endpoint(db: DbSession, tenant: Tenant, name: str) -> tuple[Endpoint, list[Endpoint]]:
+    """The endpoint and the tenant's other endpoints, read under the tenant lock: a change
+    computed from them (quota, generation) cannot race another one."""
+    check_name(name, "endpoint name")
+    others = locked_tenant_endpoints(db, tenant)
+    row = others.pop(name, None)
+    if row is None:
+        raise _missing(tenant.name, name)
+    return row, list(others.values())
 
 
 def require_model(db: DbSession, store: ModelStore, tenant: str, model: str, version: int) -> None:
     if not registry.version_exists(db, store, tenant, model, version):
         raise NotFound(f"model {model!r} has no complete version {version} in tenant {tenant!r}")
-
-
-def nudge(request: Request) -> None:
-    reconciler = getattr(request.app.state, "reconciler", None)
-    if reconciler is not None:
-        reconciler.nudge()
-
-
-def _locked_tenant(db: DbSession, tenant: Tenant) -> list[Endpoint]:
-    """The tenant's endpoints, with the tenant row locked (PostgreSQL) so two concurrent
-    changes cannot both fit the quota on their own and exceed it together."""
-    db.execute(select(Tenant).where(Tenant.name == tenant.name).with_for_update())
-    return tenant_endpoints(db, tenant.name)
 
 
 @router.post("/tenants/{tenant}/endpoints", status_code=201, response_model=EndpointView)
@@ -101,14 +96,14 @@ def create_endpoint(
     resources = normalize_resources(body.resources)
     require_stated_keys(tenant.quota, resources)
     require_model(db, store, tenant.name, body.modelName, body.modelVersion)
-    others = _locked_tenant(db, tenant)
-    if any(e.name == body.endpointName for e in others):
+    others = locked_tenant_endpoints(db, tenant)
+    if body.endpointName in others:
         raise Conflict(f"endpoint {body.endpointName!r} already exists in tenant {tenant.name!r}")
     taken = db.scalar(select(Endpoint.name).where(Endpoint.name + "-" + Endpoint.tenant == label))
     if taken is not None:  # e.g. endpoint b-c of tenant a and endpoint b of tenant c-a
         raise Conflict(f"host {endpoint_host(body.endpointName, tenant.name, cfg.domain)} is taken")
     proposed = Footprint(body.endpointName, body.replicas, resources)
-    check_fits(tenant.quota, map(footprint, others), proposed, new_endpoint=True)
+    check_fits(tenant.quota, map(footprint, others.values()), proposed, new_endpoint=True)
     row = Endpoint(
         tenant=tenant.name,
         name=body.endpointName,
@@ -161,7 +156,7 @@ def update_endpoint(
 ) -> EndpointView:
     """Changing the model or resources rolls the replicas one by one; the subject only
     changes the ingress."""
-    row = get_endpoint(db, tenant.name, endpoint)
+    row, others = _locked_endpoint(db, tenant, endpoint)
     subject = check_subject_name(body.subjectName) if body.subjectName is not None else None
     model = body.modelName or row.model_name
     version = body.modelVersion or row.model_version
@@ -170,7 +165,6 @@ def update_endpoint(
     if (model, version) != (row.model_name, row.model_version):
         require_model(db, store, tenant.name, model, version)
     rolls = (model, version, resources) != (row.model_name, row.model_version, row.resources)
-    others = [e for e in _locked_tenant(db, tenant) if e.name != row.name]
     proposed = Footprint(row.name, row.replicas, resources)
     check_fits(tenant.quota, map(footprint, others), proposed,
                surge_from=footprint(row) if rolls else None)  # fmt: skip
@@ -194,8 +188,7 @@ def scale_endpoint(
     db: DbSession,
     cfg: CurrentSettings,
 ) -> EndpointView:
-    row = get_endpoint(db, tenant.name, endpoint)
-    others = [e for e in _locked_tenant(db, tenant) if e.name != row.name]
+    row, others = _locked_endpoint(db, tenant, endpoint)
     check_fits(
         tenant.quota, map(footprint, others), Footprint(row.name, body.replicas, row.resources)
     )

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from imm.api.deps import Admin, CurrentSettings, DbSession, MemberTenant, Store
+from imm.api.deps import Admin, CurrentSettings, DbSession, MemberTenant, Store, nudge
+from imm.api.quota import footprints_by_tenant, tenant_usage
 from imm.api.registry import forget_tenant_uploads
-from imm.api.routers.endpoints import nudge
 from imm.api.schemas import CaView, TenantCreate, TenantView
 from imm.certs import describe, load_ca_certificate
 from imm.config import Settings
@@ -20,15 +18,10 @@ from imm.db.tables import Endpoint, Tenant
 from imm.domain.errors import Conflict, InvalidInput, NotFound
 from imm.domain.names import check_name
 from imm.domain.quantities import normalize_quota
-from imm.domain.quota import Footprint, usage
+from imm.domain.quota import usage
 
 log = logging.getLogger("imm.api.tenants")
 router = APIRouter(tags=["tenants"])
-
-
-def tenant_usage(db: Session, tenant: str) -> dict[str, str | int]:
-    rows = db.scalars(select(Endpoint).where(Endpoint.tenant == tenant)).all()
-    return usage(Footprint(r.name, r.replicas, r.resources) for r in rows)
 
 
 def tenant_view(row: Tenant, usage: dict[str, str | int]) -> TenantView:
@@ -88,9 +81,7 @@ def create_tenant(
 @router.get("/tenants", response_model=list[TenantView])
 def list_tenants(db: DbSession, _: Admin) -> list[TenantView]:
     rows = db.scalars(select(Tenant).order_by(Tenant.name)).all()
-    footprints: dict[str, list[Footprint]] = defaultdict(list)
-    for e in db.scalars(select(Endpoint)):  # one query for every tenant's usage
-        footprints[e.tenant].append(Footprint(e.name, e.replicas, e.resources))
+    footprints = footprints_by_tenant(db)  # one query for every tenant's usage
     return [tenant_view(r, usage(footprints[r.name])) for r in rows]
 
 
