@@ -8,7 +8,6 @@ from __future__ import annotations
 
 class IMMError(Exception):
     status: int = 500
-    title: str = "Internal error"
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -17,29 +16,23 @@ class IMMError(Exception):
 
 class InvalidInput(IMMError):
     status = 400
-    title = "Invalid input"
 
 
 class Unauthenticated(IMMError):
     status = 401
-    title = "Unauthenticated"
 
 
 class Forbidden(IMMError):
     status = 403
-    title = "Forbidden"
 
 
 class NotFound(IMMError):
     status = 404
-    title = "Not found"
 
 
 class Conflict(IMMError):
     status = 409
-    title = "Conflict"
 
 
 class TooLarge(IMMError):
     status = 413
-    title = "Payload too large"
