@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from imm.config import load_settings
-from imm.runtime.local.pki import PlatformPki, platform_ca_path
+from imm.runtime.local.pki import PlatformPki
 
 
 def sans(path: Path) -> list[str]:
@@ -22,7 +22,6 @@ def sans(path: Path) -> list[str]:
 def test_first_ensure_makes_a_ca_and_a_server_certificate_for_the_domain(tmp_path: Path) -> None:
     pki = PlatformPki(tmp_path / "pki", "imm.localhost")
     assert pki.ensure()
-    assert pki.ca_path == platform_ca_path(tmp_path)
     assert pki.ca_path == load_settings(data_dir=tmp_path).platform_ca_path
     assert pki.ca_key_path.stat().st_mode & 0o777 == 0o600
     assert pki.key_path.stat().st_mode & 0o777 == 0o600

@@ -125,9 +125,8 @@ def server_ca() -> None:
     It lives in the data directory (IMM_DATA_DIR), created when the platform first starts.
     """
     from imm.config import load_settings
-    from imm.runtime.local.pki import platform_ca_path
 
-    path = platform_ca_path(load_settings().data_dir).resolve()
+    path = load_settings().platform_ca_path.resolve()
     if not path.is_file():
         raise fail(f"{path} does not exist yet: start the platform once (`imm up`)")
     typer.echo(str(path))

@@ -23,8 +23,7 @@ def open_store(settings: Settings) -> ModelStore:
     an endpoint and credentials is enough). Without keys, boto3's own credential chain
     applies (environment, instance role).
     """
-    implicit_s3 = "store" not in settings.model_fields_set and bool(settings.s3_endpoint)
-    if settings.store == "s3" or implicit_s3:
+    if settings.uses_s3:
         from imm.store.s3 import S3Store
 
         return S3Store(

@@ -7,7 +7,6 @@ from fastapi.responses import PlainTextResponse
 
 from imm.api.deps import CurrentSettings
 from imm.domain.errors import NotFound
-from imm.runtime.local.pki import platform_ca_path
 
 router = APIRouter(tags=["ingress"])
 
@@ -15,7 +14,7 @@ router = APIRouter(tags=["ingress"])
 @router.get("/ingress/ca.crt", response_class=PlainTextResponse)
 def ingress_ca(cfg: CurrentSettings) -> PlainTextResponse:
     """Public: a CA certificate is no secret, and clients need it before they can verify."""
-    path = platform_ca_path(cfg.data_dir)
+    path = cfg.platform_ca_path
     if not path.exists():
         raise NotFound("this platform publishes no ingress CA (its ingress uses another one)")
     return PlainTextResponse(path.read_text(), media_type="application/x-pem-file")

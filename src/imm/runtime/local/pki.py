@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from imm import certs
-from imm.config import Settings
 from imm.files import write_atomic
 
 log = logging.getLogger("imm.runtime.pki")
@@ -27,12 +26,6 @@ CA_NAME = "IMM platform CA"
 CA_DAYS = 3650
 SERVER_DAYS = 365
 RENEW_BEFORE = timedelta(days=30)
-
-
-def platform_ca_path(data_dir: Path) -> Path:
-    """Where the platform CA of a data directory lives: ``Settings.platform_ca_path``, which
-    callers holding the settings should read instead (kept for callers holding a path)."""
-    return Settings.model_construct(data_dir=data_dir).platform_ca_path
 
 
 class PlatformPki:

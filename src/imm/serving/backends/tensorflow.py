@@ -106,4 +106,3 @@ class TensorFlowBackend:
         except (TypeError, ValueError) as exc:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         return {alias: result[alias].numpy() for alias in outputs}
-
