@@ -95,7 +95,6 @@ async def put_part(
     upload: Annotated[Upload, Depends(_part_upload)],
     store: Store,
     partNumber: Annotated[int, Query()],
-    content_length: Annotated[int | None, Header()] = None,
     content_md5: Annotated[str | None, Header()] = None,
     x_amz_checksum_sha256: Annotated[str | None, Header()] = None,
     x_amz_checksum_crc32: Annotated[str | None, Header()] = None,
@@ -104,6 +103,10 @@ async def put_part(
         raise InvalidInput(
             f"partNumber must be {MIN_PART_NUMBER} to {MAX_PART_NUMBER}, got {partNumber}"
         )
+    # Content-Length is the transport's, not an API parameter: the server has already checked
+    # it is a number (a request whose body disagrees with it never reaches this handler).
+    declared = request.headers.get("content-length")
+    content_length = int(declared) if declared is not None else None
     if content_length is not None and content_length > MAX_PART_SIZE:
         raise TooLarge(f"a part may hold at most {MAX_PART_SIZE} bytes (5000 MiB)")
     # The event loop keeps reading the socket into a small queue of blocks while a worker
