@@ -1,6 +1,6 @@
 """Ingress benchmark: Predict through the nginx mTLS ingress versus straight to the replica.
 
-    .venv/bin/python bench/ingress.py [--calls 2000] [--concurrency 1 8]
+    .venv/bin/python bench/ingress.py [--calls 12000] [--concurrency 1 8]
 
 In one run it starts the platform (``imm up``) on free ports, creates a tenant, uploads a
 small ONNX model, creates an endpoint with one replica and then, for each concurrency,
@@ -9,7 +9,26 @@ both alike. Clients are separate processes sending one pre-serialized request, s
 client costs the same on both paths. It prints throughput, p50 and p99 per path, the
 throughput ratio and the p50 the ingress adds (targets: ratio >= 0.9, added p50 <= 0.5 ms),
 then the time from create to ``running`` and from scale 0 -> 1 to the first answer
-(target: under 2 s each for a small model).
+(target: under 2 s each for a small model). Each row also shows the CPU time per call of
+the replica and of nginx's workers, read from /proc.
+
+Last run (2026-12-04, quiet 2-vCPU machine, defaults; 2000 calls per path were too few at
+8 clients, where the ratio swung from 0.76 to 0.98 between runs):
+
+    path       clients   calls/s   p50 ms   p99 ms  CPU us/call: replica  nginx
+    direct           1      1533    0.641    0.980                   488      0
+    ingress          1      1200    0.808    1.197                   505    130
+      -> 1 client(s): throughput ratio ingress/direct 0.78, added p50 0.167 ms
+    direct           8      2749    2.342    5.727                   371      0
+    ingress          8      2185    2.580   11.989                   407    116
+      -> 8 client(s): throughput ratio ingress/direct 0.79, added p50 0.238 ms
+    create -> running: 1.07 s; scale 0 -> 1 -> first answer: 0.53 s
+
+The ratio misses 0.9. The clients, nginx and the replica share two cores, so the ingress
+costs throughput in proportion to the CPU its workers use: about 120 us per call (TLS,
+HTTP/2 twice, and above all the wake-ups of one more process hop, which perf shows as a
+third of nginx's samples), a quarter of the replica's own. Tried without effect: one
+worker process, worker_cpu_affinity, AES-128-GCM only, a Unix socket to the replica.
 """
 
 from __future__ import annotations
@@ -87,19 +106,43 @@ def client(job: tuple[dict, bytes, int]) -> tuple[list[float], float, float]:
     return latencies, began, ended
 
 
-def run(target: dict, payload: bytes, calls: int, concurrency: int) -> dict[str, float]:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (0 for one that is gone)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (stat fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run(
+    target: dict, payload: bytes, calls: int, concurrency: int, watched: dict[str, list[int]]
+) -> dict[str, float]:
     """Throughput over the timed calls only: process start-up, imports, connecting and
-    the warm-up stay out of it."""
+    the warm-up stay out of it. Also the CPU time per call of each ``watched`` group of
+    processes (over the whole run, warm-up included: 20 calls per client)."""
     per_client = max(1, calls // concurrency)
+    before = {name: cpu_seconds(pids) for name, pids in watched.items()}
     with mp.get_context("spawn").Pool(concurrency) as pool:
         results = pool.map(client, [(target, payload, per_client)] * concurrency)
+    used = {name: cpu_seconds(pids) - before[name] for name, pids in watched.items()}
     wall = max(r[2] for r in results) - min(r[1] for r in results)
     latencies = np.array([x for r in results for x in r[0]]) * 1000
+    answered = len(latencies) + 20 * concurrency
     return {
         "throughput": len(latencies) / wall,
         "p50": float(np.percentile(latencies, 50)),
         "p99": float(np.percentile(latencies, 99)),
+        **{f"{name} us": 1e6 * seconds / answered for name, seconds in used.items()},
     }
+
+
+def pids_of(pattern: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(pid) for pid in found.split()]
 
 
 class Platform:
@@ -142,6 +185,13 @@ class Platform:
         self.proc.wait(timeout=120)
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except FileNotFoundError:
+        return 0
+
+
 def wait_status(client, tenant: str, name: str, status: str, timeout: float = 120) -> float:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
@@ -154,7 +204,7 @@ def wait_status(client, tenant: str, name: str, status: str, timeout: float = 12
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--calls", type=int, default=12000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args()
 
@@ -193,18 +243,30 @@ def main() -> None:
         ingress = {"address": f"127.0.0.1:{platform.ingress_port}", "host": host, "tls": tls}
         payload = predict_bytes()
 
-        print(f"{'path':<10} {'clients':>7} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+        # CPU per call of the replica and of nginx's workers: on two shared cores the ingress
+        # costs throughput in proportion to the CPU its workers take from the replica and
+        # the clients.
+        ingress_dir = platform.data / "ingress"
+        watched = {
+            "replica": pids_of(f"imm.serving .*--port {replica_port} "),
+            "nginx": pids_of("nginx: worker process"),
+        }
+        master = pids_of(f"nginx: master process .*{ingress_dir}")
+        watched["nginx"] = [p for p in watched["nginx"] if _parent(p) in master]
+        print(f"{'path':<10} {'clients':>7} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+              f"{'CPU us/call: replica':>21} {'nginx':>6}")  # fmt: skip
         for concurrency in args.concurrency:
             rounds: dict[str, list[dict[str, float]]] = {"direct": [], "ingress": []}
             for _ in range(2):
                 for name, target in (("direct", direct), ("ingress", ingress)):
-                    rounds[name].append(run(target, payload, args.calls // 2, concurrency))
+                    rounds[name].append(run(target, payload, args.calls // 2, concurrency, watched))
             summary = {}
             for name, results in rounds.items():
                 summary[name] = {k: float(np.mean([r[k] for r in results])) for k in results[0]}
                 s = summary[name]
+                cpu = f"{s['replica us']:>21.0f} {s['nginx us']:>6.0f}"
                 print(f"{name:<10} {concurrency:>7} {s['throughput']:>9.0f} {s['p50']:>8.3f} "
-                      f"{s['p99']:>8.3f}")  # fmt: skip
+                      f"{s['p99']:>8.3f} {cpu}")  # fmt: skip
             ratio = summary["ingress"]["throughput"] / summary["direct"]["throughput"]
             added = summary["ingress"]["p50"] - summary["direct"]["p50"]
             print(f"  -> {concurrency} client(s): throughput ratio ingress/direct {ratio:.2f} "
