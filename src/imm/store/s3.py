@@ -4,8 +4,9 @@ Works with AWS S3 and S3-compatible servers (SeaweedFS, MinIO). A part is first 
 unnamed temporary file while it is hashed: that keeps memory flat, lets a checksum mismatch
 be refused before anything reaches the bucket (S3 itself only checks Content-MD5, and
 SHA-256 part checksums would tie the whole upload to one algorithm), and gives botocore a
-seekable body it can retry. The part then goes up with its Content-MD5, which is also why
-payload signing is off: the MD5 protects the body without a second SHA-256 pass over it.
+seekable body it can retry. The part then goes up with a checksum the S3 server verifies (the
+client's Content-MD5, else the CRC-32 computed on the way in), which is also why payload
+signing is off: the checksum protects the body without a second SHA-256 pass over it.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class S3Store:
             max_pool_connections=max_connections,
             tcp_keepalive=True,
             # Newer botocore adds CRC32 trailers (aws-chunked) to every upload by default;
-            # not every S3-compatible server takes them, and we send Content-MD5 anyway.
+            # not every S3-compatible server takes them, and we send a checksum anyway.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
