@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from imm.serving.fetch import Fetched, fetch
 from imm.serving.handlers import Handlers
 from imm.serving.model import ModelState, Servable, State
 from imm.serving.server import ModelServer, ServerOptions
+from imm.serving.stopping import StopFlag, stop_on_signals
 
 log = logging.getLogger("imm.serving")
 
@@ -140,9 +139,7 @@ def _credentials(args: argparse.Namespace) -> grpc.ServerCredentials | None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup(args.log_level, args.log_format)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     if args.processes > 1:
         from imm.serving.workers import supervise
 
@@ -152,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(
     args: argparse.Namespace,
-    stop: threading.Event,
+    stop: StopFlag,
     fetched: Fetched | None = None,
     worker: bool = False,
 ) -> int:

@@ -17,11 +17,11 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 from collections.abc import Callable
 
 from imm.serving.errors import ModelError
 from imm.serving.fetch import Fetched, fetch
+from imm.serving.stopping import StopFlag, stop_on_signals
 
 log = logging.getLogger("imm.serving")
 
@@ -29,13 +29,10 @@ Serve = Callable[..., int]
 
 
 def _worker(serve: Serve, args: argparse.Namespace, fetched: Fetched) -> None:
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    os._exit(serve(args, stop, fetched=fetched, worker=True))
+    os._exit(serve(args, stop_on_signals(), fetched=fetched, worker=True))
 
 
-def supervise(args: argparse.Namespace, stop: threading.Event, serve: Serve) -> int:
+def supervise(args: argparse.Namespace, stop: StopFlag, serve: Serve) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="imm-serving-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before prometheus_client loads
     try:
@@ -66,7 +63,7 @@ def supervise(args: argparse.Namespace, stop: threading.Event, serve: Serve) -> 
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _wait(procs: list[mp.Process], stop: threading.Event) -> int:
+def _wait(procs: list[mp.Process], stop: StopFlag) -> int:
     """Until SIGTERM, or until a worker dies: then stop the rest and report failure."""
     failed = False
     while not stop.wait(0.2):
