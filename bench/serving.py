@@ -9,28 +9,32 @@
    gRPC protocol (Open Inference Protocol), 1 and 8 clients. It pins protobuf 6, so it
    lives in its own virtual environment under bench/.work/ (created on first run).
 
-Recorded on the 2-core development machine (2026-12-03, quiet; default flags, 3 interleaved
-rounds of 1000 calls, batch-1 MLP 64-128-10):
+Recorded on the 2-core development machine (2026-12-04, quiet; default flags, 2 interleaved
+rounds of 4000 calls, batch-1 MLP 64-128-10):
 
     contestant                             calls/s   p50 ms   p99 ms
-    onnxruntime in-process                   70896    0.013    0.034
-    imm.serving, 1 h2load client              2497    0.393    0.681
-    imm.serving, 8 h2load clients             3161    2.512    4.053
-    imm.serving, 1 Python client              1708    0.577    0.936
-    imm.serving, 8 Python clients             2326    3.324    6.109
-    gRPC echo (floor), 1 h2load client        3488    0.272    0.410
-    gRPC echo (floor), 1 Python client        2270    0.441    0.594
-    kserve, 1 h2load client                   1525    0.608    1.006
-    kserve, 8 h2load clients                  1861    4.226    5.404
-    kserve, 1 Python client                   1235    0.810    1.180
-    kserve, 8 Python clients                  1772    4.292    6.045
+    onnxruntime in-process                  119191    0.006    0.010
+    imm.serving, 1 h2load client              1998    0.474    0.699
+    imm.serving, 8 h2load clients             3792    1.920    4.177
+    imm.serving, 1 Python client              1476    0.665    1.109
+    imm.serving, 8 Python clients             2567    2.811    5.955
+    gRPC echo (floor), 1 h2load client        3007    0.312    0.496
+    gRPC echo (floor), 1 Python client        1689    0.587    0.780
+    kserve, 1 h2load client                   1444    0.679    1.001
+    kserve, 8 h2load clients                  2587    2.993    5.192
+    kserve, 1 Python client                   1104    0.862    1.330
+    kserve, 8 Python clients                  1992    3.718    6.017
 
-    h2load: p50 overhead 0.380 ms (target <= 0.5: met); throughput ours / kserve 1.64x
-    (1 client) and 1.70x (8 clients); with --server-args "--processes 2", 1.51x and 1.86x.
-    Python clients: p50 overhead 0.564 ms; 1.38x and 1.31x. An empty Python gRPC server
-    (the echo) reaches only 2.16x kserve with one h2load client, so 2x at one client leaves
-    our server about 20 us of its own work per call; it spends about 120 us (handler and
-    onnxruntime run, measured 45 us in a tight loop, take twice that between network calls).
+    h2load: p50 overhead 0.468 ms (target <= 0.5: met); throughput ours / kserve 1.38x
+    (1 client) and 1.47x (8 clients; 1.87x in another run: kserve's 8-client figure moves
+    between 1958 and 2587 from run to run). Python clients: p50 overhead 0.659 ms, of
+    which the client's own gRPC stack takes 0.58 (the echo row).
+    An empty Python gRPC server (the echo) reaches only 2.08x kserve with one h2load
+    client: 2x at one client is past grpcio's floor for any server that does work. perf
+    puts about 40% of our server's time in the kernel, mostly switches between grpc's
+    threads. Measured beside this (2026-12-04): stop 7's synchronous grpcio server does 2087
+    to 2326 calls/s with one client and 2373 to 2747 with 8, against grpc.aio's 1718 to
+    1770 and 3085 to 4168; grpclib on uvloop as an echo matches grpcio's echo.
 
 Two load generators, in one run: h2load (nghttp2-client, C) shows the servers themselves,
 since it costs little of the two cores; Python gRPC clients show what a Python caller
