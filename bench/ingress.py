@@ -53,6 +53,7 @@ sys.path.insert(0, str(HERE))
 from serving import build_model  # noqa: E402 - the same small MLP as bench/serving.py
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
+WARMUP = 20  # untimed calls per client before the timed ones
 ADMIN_PASSWORD = "bench-admin-password"
 
 
@@ -93,7 +94,7 @@ def client(job: tuple[dict, bytes, int]) -> tuple[list[float], float, float]:
     target, payload, calls = job
     ch = channel(target)
     call = ch.unary_unary(PREDICT, request_serializer=None, response_deserializer=None)
-    for _ in range(20):
+    for _ in range(WARMUP):
         call(payload, timeout=30)
     latencies = []
     began = time.monotonic()
@@ -118,12 +119,17 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def pgrep(*args: str) -> list[int]:
+    found = subprocess.run(["pgrep", *args], capture_output=True, text=True).stdout
+    return [int(pid) for pid in found.split()]
+
+
 def run(
     target: dict, payload: bytes, calls: int, concurrency: int, watched: dict[str, list[int]]
 ) -> dict[str, float]:
     """Throughput over the timed calls only: process start-up, imports, connecting and
     the warm-up stay out of it. Also the CPU time per call of each ``watched`` group of
-    processes (over the whole run, warm-up included: 20 calls per client)."""
+    processes (over the whole run, warm-up included)."""
     per_client = max(1, calls // concurrency)
     before = {name: cpu_seconds(pids) for name, pids in watched.items()}
     with mp.get_context("spawn").Pool(concurrency) as pool:
@@ -131,18 +137,13 @@ def run(
     used = {name: cpu_seconds(pids) - before[name] for name, pids in watched.items()}
     wall = max(r[2] for r in results) - min(r[1] for r in results)
     latencies = np.array([x for r in results for x in r[0]]) * 1000
-    answered = len(latencies) + 20 * concurrency
+    answered = len(latencies) + WARMUP * concurrency
     return {
         "throughput": len(latencies) / wall,
         "p50": float(np.percentile(latencies, 50)),
         "p99": float(np.percentile(latencies, 99)),
         **{f"{name} us": 1e6 * seconds / answered for name, seconds in used.items()},
     }
-
-
-def pids_of(pattern: str) -> list[int]:
-    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
-    return [int(pid) for pid in found.split()]
 
 
 class Platform:
@@ -183,13 +184,6 @@ class Platform:
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=120)
-
-
-def _parent(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except FileNotFoundError:
-        return 0
 
 
 def wait_status(client, tenant: str, name: str, status: str, timeout: float = 120) -> float:  # type: ignore[no-untyped-def]
@@ -246,13 +240,11 @@ def main() -> None:
         # CPU per call of the replica and of nginx's workers: on two shared cores the ingress
         # costs throughput in proportion to the CPU its workers take from the replica and
         # the clients.
-        ingress_dir = platform.data / "ingress"
+        master = (platform.data / "ingress" / "nginx.pid").read_text().strip()
         watched = {
-            "replica": pids_of(f"imm.serving .*--port {replica_port} "),
-            "nginx": pids_of("nginx: worker process"),
+            "replica": pgrep("-f", f"imm.serving .*--port {replica_port} "),
+            "nginx": pgrep("-P", master),  # the workers
         }
-        master = pids_of(f"nginx: master process .*{ingress_dir}")
-        watched["nginx"] = [p for p in watched["nginx"] if _parent(p) in master]
         print(f"{'path':<10} {'clients':>7} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
               f"{'CPU us/call: replica':>21} {'nginx':>6}")  # fmt: skip
         for concurrency in args.concurrency:

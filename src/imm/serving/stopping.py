@@ -23,9 +23,6 @@ class StopFlag:
     def set(self) -> None:
         self._set = True  # one attribute store: atomic, no lock
 
-    def is_set(self) -> bool:
-        return self._set
-
     def wait(self, timeout: float) -> bool:
         """True once set; otherwise sleeps ``timeout`` (a signal's handler runs meanwhile,
         and the caller sees the flag on its next poll)."""
